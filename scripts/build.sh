@@ -1,0 +1,54 @@
+#!/bin/bash
+# Configure (once) and build QEMU out of tree in $BUILD: qemu-system-x86_64,
+# migration-test and the migration unit tests. Incremental on rebuild.
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+[ -e "$SRC/.git" ] || bash "$TOP/scripts/worktree.sh"
+
+CONFIGURE_ARGS=(--target-list=x86_64-softmmu --enable-replication
+    --disable-docs --disable-download --disable-install-blobs
+    --enable-debug-info --disable-werror "--python=$PYTHON"
+    ${EXTRA_CONFIGURE_ARGS:-})
+BUILD=${BUILD_DIR:-$BUILD}
+TARGETS=(qemu-system-x86_64 qemu-img tests/qtest/migration-test
+         "${UNIT_TESTS[@]/#/tests/unit/}")
+
+stamp=$BUILD/.colo-ft-configure
+if [ ! -f "$BUILD/build.ninja" ] || [ "$(cat "$stamp" 2>/dev/null)" != "${CONFIGURE_ARGS[*]}" ]; then
+    say "configuring $BUILD"
+    rm -rf "$BUILD"
+    mkdir -p "$BUILD"
+    (cd "$BUILD" && "$SRC/configure" "${CONFIGURE_ARGS[@]}" >configure.log 2>&1) || {
+        tail -30 "$BUILD/configure.log"; die "configure failed, see $BUILD/configure.log"; }
+    echo "${CONFIGURE_ARGS[*]}" >"$stamp"
+fi
+
+say "building in $BUILD"
+if ! ninja -C "$BUILD" "${TARGETS[@]}" >"$BUILD/ninja.log" 2>&1; then
+    grep -v '^\[[0-9]*/[0-9]*\] ' "$BUILD/ninja.log" | tail -40
+    die "build failed, see $BUILD/ninja.log"
+fi
+
+# The +ds repack drops the firmware blobs: use Debian's seabios and ipxe-qemu,
+# and the x86 option ROMs (kvmvapic, linuxboot_dma, pvh) from Debian's
+# arch-independent qemu-system-data, unpacked into the cache, not installed.
+roms=$CACHE/qemu-system-data
+if [ ! -f "$roms.ok" ]; then
+    say "unpacking option ROMs from Debian's qemu-system-data ($QEMU_DATA_SUITE)"
+    tmp=$(mktemp -d)
+    (cd "$tmp" && apt-get download -q "qemu-system-data/$QEMU_DATA_SUITE" >/dev/null 2>&1) ||
+        die "apt-get download qemu-system-data/$QEMU_DATA_SUITE failed: run scripts/deps.sh"
+    rm -rf "$roms" && dpkg -x "$tmp"/qemu-system-data_*.deb "$roms" && rm -rf "$tmp"
+    touch "$roms.ok"
+fi
+data=$BUILD/qemu-bundle/usr/local/share/qemu
+mkdir -p "$data"
+for f in /usr/share/seabios/*.bin /usr/lib/ipxe/qemu/*.rom; do
+    [ -e "$f" ] && ln -sf "$f" "$data/"
+done
+for f in kvmvapic.bin linuxboot.bin linuxboot_dma.bin multiboot.bin multiboot_dma.bin pvh.bin; do
+    [ -e "$roms/usr/share/qemu/$f" ] && ln -sf "$roms/usr/share/qemu/$f" "$data/"
+done
+[ -e "$data/bios-256k.bin" ] || die "bios-256k.bin not found: install Debian's seabios (make deps)"
+say "built $BUILD/qemu-system-x86_64"

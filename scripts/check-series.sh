@@ -1,0 +1,37 @@
+#!/bin/bash
+# Bisectability: build every prefix of the series and run the quick checks
+# (build, unit tests, migration-test subset) on each. Uses a second git work
+# tree and build directory so the developer's own stay untouched.
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+bash "$TOP/scripts/deps.sh"
+bash "$TOP/scripts/worktree.sh"
+
+wt=$TOP/.series-check
+sbuild=$TOP/build-series
+if [ ! -e "$wt/.git" ]; then
+    git -C "$SRC" worktree prune
+    git -C "$SRC" worktree add -q --detach "$wt" "$BASE_TAG"
+fi
+
+commits=$(git -C "$SRC" rev-list --reverse "$BASE_TAG..$BRANCH")
+total=$(echo "$commits" | grep -c . || true)
+[ "$total" -gt 0 ] || { say "the series is empty: nothing to check"; echo "0 passed, 0 failed"; exit 0; }
+i=0 bad=()
+for c in $commits; do
+    i=$((i + 1))
+    subj=$(git -C "$SRC" log -1 --format=%s "$c")
+    printf '\n==== prefix %d/%d: %s\n' "$i" "$total" "$subj"
+    git -C "$wt" checkout -q --detach "$c"
+    if SRC=$wt BUILD_DIR=$sbuild COLO_FT_SRC=$wt bash "$TOP/scripts/check.sh" --quick; then
+        echo "ok $i - prefix $i builds and passes: $subj"
+    else
+        echo "not ok $i - prefix $i fails: $subj"
+        bad+=("$i")
+    fi
+done
+echo
+echo "check-series: $((total - ${#bad[@]})) of $total prefixes good${bad[*]:+; failing: ${bad[*]}}"
+echo "$((total - ${#bad[@]})) passed, ${#bad[@]} failed"
+[ "${#bad[@]}" = 0 ]

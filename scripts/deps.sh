@@ -1,0 +1,72 @@
+#!/bin/bash
+# Install what the pipeline needs from Debian's archive, idempotently:
+#  - a deb-src entry for unstable (the pinned qemu source package lives there)
+#  - bookworm-backports (meson >= 1.5, python3-pycotap)
+#  - QEMU's build and test dependencies and the firmware the +ds repack lacks
+set -euo pipefail
+
+SUDO=
+if [ "$(id -u)" != 0 ]; then
+    echo "deps: not root, using sudo for apt" >&2
+    SUDO=sudo
+fi
+
+PKGS=(build-essential dpkg-dev git make pkg-config flex bison ninja-build
+      python3 python3-venv python3-setuptools libglib2.0-dev libpixman-1-dev
+      zlib1g-dev libslirp-dev libfdt-dev seabios ipxe-qemu xz-utils perl
+      python3-matplotlib)
+BPO_PKGS=(meson python3-pycotap)
+
+LIST=/etc/apt/sources.list.d/colo-ft.sources
+want=$(cat <<'SRC'
+# Added by colo-ft scripts/deps.sh
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: sid
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+)
+
+missing() {
+    local p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || echo "$p"
+    done
+}
+
+meson_ok() {
+    command -v meson >/dev/null &&
+        dpkg --compare-versions "$(meson --version)" ge 1.5
+}
+
+updated=
+if [ ! -f "$LIST" ] || [ "$(cat "$LIST")" != "$want" ]; then
+    echo "deps: writing $LIST (deb-src sid, bookworm-backports)"
+    printf '%s\n' "$want" | $SUDO tee "$LIST" >/dev/null
+    updated=no
+fi
+# Need fresh indexes if the entries are new or the source index is absent.
+if [ -n "$updated" ] || ! ls /var/lib/apt/lists/*sid_main_source_Sources* >/dev/null 2>&1; then
+    echo "deps: apt-get update"
+    $SUDO apt-get update -q
+fi
+
+need=$(missing "${PKGS[@]}")
+if [ -n "$need" ]; then
+    echo "deps: installing" $need
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $need
+fi
+if [ -n "$(missing "${BPO_PKGS[@]}")" ] || ! meson_ok; then
+    echo "deps: installing ${BPO_PKGS[*]} from bookworm-backports"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        -t bookworm-backports "${BPO_PKGS[@]}"
+fi
+meson_ok || { echo "deps: meson >= 1.5 is required, found $(meson --version 2>&1)" >&2; exit 1; }
+echo "deps: ok (meson $(meson --version))"
