@@ -8,7 +8,7 @@ set -euo pipefail
 
 CONFIGURE_ARGS=(--target-list=x86_64-softmmu --enable-replication
     --disable-docs --disable-download --disable-install-blobs
-    --enable-debug-info --disable-werror "--python=$PYTHON"
+    --enable-debug-info --enable-werror "--python=$PYTHON"
     ${EXTRA_CONFIGURE_ARGS:-})
 BUILD=${BUILD_DIR:-$BUILD}
 TARGETS=(qemu-system-x86_64 qemu-img tests/qtest/migration-test

@@ -1,0 +1,269 @@
+"""A memory-only COLO pair on this machine, driven over QMP.
+
+Used by the demo and the benchmark. Uses QEMU's own Python QMP library from
+the work tree (python/qemu), so no protocol is hand-rolled here.
+
+The guest is the migration-test boot sector (tests/qtest/migration/i386):
+it increments the first byte of every page from 1 MiB to 100 MiB, forever,
+and prints 'B' on the serial port every 64 passes.
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.environ.get("COLO_FT_SRC",
+                                               os.path.join(TOP, "qemu")),
+                                "python"))
+from qemu.qmp.legacy import QEMUMonitorProtocol  # noqa: E402
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_bootsect(src, path):
+    """Write the migration-test x86 boot sector, taken from QEMU's source."""
+    hdr = os.path.join(src, "tests/qtest/migration/i386/a-b-bootblock.h")
+    with open(hdr) as f:
+        text = f.read()
+    body = text[text.index("{") + 1:text.index("}")]
+    data = bytes(int(x, 16) for x in re.findall(r"0x[0-9a-fA-F]{2}", body))
+    assert len(data) == 512, "unexpected boot sector size"
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def event_time(ev):
+    ts = ev["timestamp"]
+    return ts["seconds"] + ts["microseconds"] / 1e6
+
+
+class Vm:
+    def __init__(self, name, qemu, workdir, args):
+        self.name = name
+        self.sock = os.path.join(workdir, name + ".qmp")
+        self.log = os.path.join(workdir, name + ".log")
+        self.serial = os.path.join(workdir, name + ".serial")
+        cmd = [qemu, "-name", name, "-display", "none", "-nodefaults",
+               "-qmp", f"unix:{self.sock},server=on,wait=off",
+               "-serial", f"file:{self.serial}"] + args
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=log,
+                                         stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+        self.qmp = None
+        for _ in range(500):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{name} exited: {self.tail_log()}")
+            if os.path.exists(self.sock):
+                try:
+                    self.qmp = QEMUMonitorProtocol(self.sock)
+                    self.qmp.connect()
+                    break
+                except OSError:
+                    self.qmp = None
+            time.sleep(0.02)
+        if self.qmp is None:
+            raise RuntimeError(f"{name}: no QMP socket")
+        self.events = []
+
+    def tail_log(self, n=20):
+        try:
+            with open(self.log) as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def cmd(self, name, **args):
+        return self.qmp.cmd(name, **args)
+
+    def poll_events(self, wait=False):
+        try:
+            evs = self.qmp.get_events(wait=wait)
+        except TimeoutError:
+            evs = []
+        self.qmp.clear_events()
+        self.events.extend(evs)
+        return evs
+
+    def wait_event(self, name, timeout=60, match=None, after=None):
+        """Wait for event NAME, optionally with data matching MATCH and
+        emitted no earlier than the QEMU timestamp AFTER; events of that
+        name emitted before AFTER are dropped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for ev in list(self.events):
+                if ev["event"] != name:
+                    continue
+                if after is not None and event_time(ev) < after:
+                    self.events.remove(ev)
+                    continue
+                if match is None or all(ev.get("data", {}).get(k) == v
+                                        for k, v in match.items()):
+                    self.events.remove(ev)
+                    return ev
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{self.name}: no {name} event")
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.tail_log()}")
+            self.poll_events(wait=min(left, 0.5))
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def kill(self):
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        if self.qmp:
+            try:
+                self.qmp.close()
+            except Exception:
+                pass
+            self.qmp = None
+
+    def read_guest(self, addr, size):
+        """Read guest-physical memory through a temporary pmemsave file."""
+        fd, path = tempfile.mkstemp(dir=os.path.dirname(self.sock))
+        os.close(fd)
+        try:
+            self.cmd("pmemsave", val=addr, size=size, filename=path)
+            with open(path, "rb") as f:
+                return f.read()
+        finally:
+            os.unlink(path)
+
+
+# The boot-sector guest touches byte 0 of every page in [1 MiB, 100 MiB).
+TEST_MEM_START = 1 << 20
+TEST_MEM_END = 100 << 20
+PAGE = 4096
+
+
+def guest_ram_consistent(vm):
+    """True if the guest's test range is one consistent snapshot.
+
+    The guest increments byte 0 of each page in order, so a consistent
+    state has every counter equal to some value N from the start up to a
+    point, and N-1 after it: at most one step down. Anything else (two
+    steps, a step up) mixes pages from different moments. The VM is
+    stopped while its memory is read.
+    """
+    running = vm.cmd("query-status")["running"]
+    if running:
+        vm.cmd("stop")
+    try:
+        data = vm.read_guest(TEST_MEM_START, TEST_MEM_END - TEST_MEM_START)
+    finally:
+        if running:
+            vm.cmd("cont")
+    vals = data[::PAGE]
+    steps = 0
+    for a, b in zip(vals, vals[1:]):
+        if a == b:
+            continue
+        if (a - b) & 0xff == 1:
+            steps += 1
+            if steps > 1:
+                return False
+        else:
+            return False
+    return True
+
+
+class ColoPair:
+    """A primary and a secondary QEMU on this machine, memory-only COLO."""
+
+    def __init__(self, qemu, machine="pc", mem="150M", accel="tcg",
+                 return_path=True, checkpoint_delay=1000, extra=(),
+                 workdir=None, src=None):
+        self.src = src or os.environ.get("COLO_FT_SRC",
+                                         os.path.join(TOP, "qemu"))
+        self.own_workdir = workdir is None
+        self.workdir = workdir or tempfile.mkdtemp(prefix="colo-")
+        self.qemu = qemu
+        self.return_path = return_path
+        self.checkpoint_delay = checkpoint_delay
+        boot = os.path.join(self.workdir, "bootsect")
+        write_bootsect(self.src, boot)
+        self.port = free_port()
+        common = ["-machine", f"{machine}", "-accel", accel,
+                  "-m", mem,
+                  "-drive", f"if=none,id=d0,file={boot},format=raw,"
+                            "file.locking=off",
+                  "-device", "ide-hd,drive=d0,secs=1,cyls=1,heads=1",
+                  *extra]
+        self.secondary = Vm("secondary", qemu, self.workdir,
+                            common + ["-incoming",
+                                      f"tcp:127.0.0.1:{self.port}"])
+        self.primary = Vm("primary", qemu, self.workdir, common)
+
+    def caps(self):
+        caps = [{"capability": "x-colo", "state": True},
+                {"capability": "events", "state": True}]
+        if self.return_path:
+            caps.append({"capability": "return-path", "state": True})
+        return caps
+
+    def start(self, timeout=120):
+        """Migrate the primary to the secondary and wait for COLO."""
+        for vm in (self.secondary, self.primary):
+            vm.cmd("migrate-set-capabilities", capabilities=self.caps())
+        self.primary.cmd("migrate-set-parameters",
+                         **{"x-checkpoint-delay": self.checkpoint_delay})
+        self.primary.cmd("migrate", uri=f"tcp:127.0.0.1:{self.port}")
+        self.primary.wait_event("MIGRATION", timeout,
+                                match={"status": "colo"})
+        self.secondary.wait_event("MIGRATION", timeout,
+                                  match={"status": "colo"})
+        # The switch-over's own STOP/RESUME is not a checkpoint.
+        self.primary.poll_events()
+        self.primary.events = [e for e in self.primary.events
+                               if e["event"] != "STOP"]
+
+    def checkpoint_pauses(self, count, timeout_each=None):
+        """Yield (pause_seconds, query-migrate) for COUNT checkpoints.
+
+        A checkpoint's primary pause is its STOP -> RESUME interval, using
+        the timestamps QEMU puts on the events.
+        """
+        t = timeout_each or max(30, 10 * self.checkpoint_delay / 1000)
+        for _ in range(count):
+            stop = self.primary.wait_event("STOP", t)
+            resume = self.primary.wait_event("RESUME", t,
+                                             after=event_time(stop))
+            info = self.primary.cmd("query-migrate")
+            yield event_time(resume) - event_time(stop), info
+
+    def failover_to_secondary(self):
+        """The primary died: make the secondary take over."""
+        self.primary.kill()
+        self.secondary.cmd("yank", instances=[{"type": "migration"}])
+        self.secondary.cmd("x-colo-lost-heartbeat")
+        self.secondary.wait_event("COLO_EXIT", 30)
+
+    def failover_to_primary(self):
+        """The secondary died: the primary carries on alone."""
+        self.secondary.kill()
+        self.primary.cmd("yank", instances=[{"type": "migration"}])
+        self.primary.cmd("x-colo-lost-heartbeat")
+        self.primary.wait_event("COLO_EXIT", 30)
+
+    def close(self):
+        for vm in (getattr(self, "primary", None),
+                   getattr(self, "secondary", None)):
+            if vm:
+                vm.kill()
+        if self.own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
