@@ -198,7 +198,9 @@ class ColoPair:
         boot = os.path.join(self.workdir, "bootsect")
         write_bootsect(self.src, boot)
         self.port = free_port()
-        common = ["-machine", f"{machine}", "-accel", accel,
+        datadir = os.environ.get("COLO_FT_DATADIR")
+        common = ["-L", datadir] if datadir else []
+        common += ["-machine", f"{machine}", "-accel", accel,
                   "-m", mem,
                   "-drive", f"if=none,id=d0,file={boot},format=raw,"
                             "file.locking=off",
