@@ -1,5 +1,10 @@
 #!/bin/bash
-# Placeholder until the COLO issue lands: the target exists so that the
-# README's commands are stable.
-echo "make demo: not there yet (arrives with the COLO work); see README.md" >&2
-exit 1
+# make demo: set everything up, then run a COLO pair on this machine and
+# show its checkpoint pauses and a failover (scripts/demo.py).
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+bash "$TOP/scripts/deps.sh"
+bash "$TOP/scripts/worktree.sh"
+bash "$TOP/scripts/build.sh"
+exec "$PYTHON" "$TOP/scripts/demo.py" --qemu "$BUILD/qemu-system-x86_64" "$@"
