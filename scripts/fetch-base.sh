@@ -18,8 +18,8 @@ have=yes
 for f in $files; do [ -f "$dl/$f" ] || have=; done
 if [ -z "$have" ]; then
     say "downloading source package $BASE_PKG=$BASE_VERSION into $dl"
-    (cd "$dl" && apt-get source --download-only -q "$BASE_PKG=$BASE_VERSION" 2>&1 |
-        grep -v 'unsandboxed as root') ||
+    # stdout carries only the tree's path: apt's chatter goes to stderr.
+    (cd "$dl" && apt-get source --download-only -q "$BASE_PKG=$BASE_VERSION") >&2 ||
         die "apt-get source failed: is the deb-src entry in place? run scripts/deps.sh (make deps)"
 fi
 for f in $files; do
