@@ -36,7 +36,7 @@ check-series:         ## build and test every prefix of the series
 	@bash $(S)/check-series.sh
 
 demo:                 ## a COLO pair on this machine, its checkpoint pauses
-	@bash $(S)/demo.sh
+	@bash $(S)/demo.sh $(ARGS)
 
 bench:                ## baseline vs full series downtime benchmark
 	@bash $(S)/bench.sh

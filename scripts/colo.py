@@ -54,7 +54,7 @@ class Vm:
         self.sock = os.path.join(workdir, name + ".qmp")
         self.log = os.path.join(workdir, name + ".log")
         self.serial = os.path.join(workdir, name + ".serial")
-        cmd = [qemu, "-name", name, "-display", "none", "-nodefaults",
+        cmd = [qemu, "-name", f"{name},debug-threads=on", "-display", "none", "-nodefaults",
                "-qmp", f"unix:{self.sock},server=on,wait=off",
                "-serial", f"file:{self.serial}"] + args
         with open(self.log, "w") as log:
