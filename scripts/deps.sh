@@ -13,8 +13,7 @@ fi
 
 PKGS=(build-essential dpkg-dev git make pkg-config flex bison ninja-build
       python3 python3-venv python3-setuptools libglib2.0-dev libpixman-1-dev
-      zlib1g-dev libslirp-dev libfdt-dev seabios ipxe-qemu xz-utils perl
-      python3-matplotlib)
+      zlib1g-dev libslirp-dev libfdt-dev seabios ipxe-qemu xz-utils perl)
 BPO_PKGS=(meson python3-pycotap)
 
 LIST=/etc/apt/sources.list.d/colo-ft.sources
