@@ -31,14 +31,28 @@ def free_port():
         return s.getsockname()[1]
 
 
-def write_bootsect(src, path):
-    """Write the migration-test x86 boot sector, taken from QEMU's source."""
+def write_bootsect(src, path, sweep_delay=0, mem_end=None):
+    """Write the migration-test x86 boot sector, taken from QEMU's source.
+
+    SWEEP_DELAY: spins of the guest after each page it writes, 0: as fast as
+    it can. MEM_END: end of the range it writes (default 100 MiB). Both
+    need the series' guest (its sweep_delay and mem_end words).
+    """
     hdr = os.path.join(src, "tests/qtest/migration/i386/a-b-bootblock.h")
     with open(hdr) as f:
         text = f.read()
     body = text[text.index("{") + 1:text.index("}")]
-    data = bytes(int(x, 16) for x in re.findall(r"0x[0-9a-fA-F]{2}", body))
+    data = bytearray(int(x, 16)
+                     for x in re.findall(r"0x[0-9a-fA-F]{2}", body))
     assert len(data) == 512, "unexpected boot sector size"
+    for sym, value in (("sweep_delay", sweep_delay), ("mem_end", mem_end)):
+        if not value:
+            continue
+        m = re.search(rf"#define SYM_{sym} 0x([0-9a-f]+)", text)
+        if not m:
+            raise RuntimeError(f"this guest has no {sym}")
+        off = int(m.group(1), 16) - 0x7c00
+        data[off:off + 4] = value.to_bytes(4, "little")
     with open(path, "wb") as f:
         f.write(data)
 
@@ -48,13 +62,56 @@ def event_time(ev):
     return ts["seconds"] + ts["microseconds"] / 1e6
 
 
+class Link:
+    """Two hosts on this machine: two network namespaces joined by a veth
+    pair whose both ends are shaped to RATE (tc tbf, e.g. "1gbit"). The
+    primary runs in the first, the secondary in the second. Needs root.
+    """
+
+    ADDR = ("10.77.0.1", "10.77.0.2")
+
+    def __init__(self, rate):
+        tag = f"colo{os.getpid()}"
+        self.ns = (tag + "p", tag + "s")
+        self.dev = (tag + "a", tag + "b")
+        self.made = []
+        try:
+            for ns in self.ns:
+                self._ip("netns", "add", ns)
+                self.made.append(ns)
+            self._ip("link", "add", self.dev[0], "type", "veth", "peer",
+                     "name", self.dev[1])
+            for ns, dev, addr in zip(self.ns, self.dev, self.ADDR):
+                self._ip("link", "set", dev, "netns", ns)
+                self._ip("-n", ns, "addr", "add", addr + "/24", "dev", dev)
+                self._ip("-n", ns, "link", "set", dev, "up")
+                self._ip("-n", ns, "link", "set", "lo", "up")
+                subprocess.run(["tc", "-n", ns, "qdisc", "add", "dev", dev,
+                                "root", "tbf", "rate", rate, "burst", "256kb",
+                                "latency", "50ms"], check=True)
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _ip(*args):
+        subprocess.run(["ip", *args], check=True)
+
+    def prefix(self, side):
+        return ["ip", "netns", "exec", self.ns[side]]
+
+    def close(self):
+        while self.made:
+            subprocess.run(["ip", "netns", "del", self.made.pop()])
+
+
 class Vm:
-    def __init__(self, name, qemu, workdir, args):
+    def __init__(self, name, qemu, workdir, args, prefix=()):
         self.name = name
         self.sock = os.path.join(workdir, name + ".qmp")
         self.log = os.path.join(workdir, name + ".log")
         self.serial = os.path.join(workdir, name + ".serial")
-        cmd = [qemu, "-name", f"{name},debug-threads=on", "-display", "none", "-nodefaults",
+        cmd = [*prefix, qemu, "-name", f"{name},debug-threads=on", "-display", "none", "-nodefaults",
                "-qmp", f"unix:{self.sock},server=on,wait=off",
                "-serial", f"file:{self.serial}"] + args
         with open(self.log, "w") as log:
@@ -151,7 +208,7 @@ TEST_MEM_END = 100 << 20
 PAGE = 4096
 
 
-def guest_ram_consistent(vm):
+def guest_ram_consistent(vm, end=TEST_MEM_END):
     """True if the guest's test range is one consistent snapshot.
 
     The guest increments byte 0 of each page in order, so a consistent
@@ -164,7 +221,7 @@ def guest_ram_consistent(vm):
     if running:
         vm.cmd("stop")
     try:
-        data = vm.read_guest(TEST_MEM_START, TEST_MEM_END - TEST_MEM_START)
+        data = vm.read_guest(TEST_MEM_START, end - TEST_MEM_START)
     finally:
         if running:
             vm.cmd("cont")
@@ -187,7 +244,8 @@ class ColoPair:
 
     def __init__(self, qemu, machine="pc", mem="150M", accel="tcg",
                  return_path=True, checkpoint_delay=1000, extra=(),
-                 workdir=None, src=None):
+                 workdir=None, src=None, sweep_delay=0, mem_end=None,
+                 background=None, link=None):
         self.src = src or os.environ.get("COLO_FT_SRC",
                                          os.path.join(TOP, "qemu"))
         self.own_workdir = workdir is None
@@ -195,8 +253,11 @@ class ColoPair:
         self.qemu = qemu
         self.return_path = return_path
         self.checkpoint_delay = checkpoint_delay
+        # None: x-colo-background-ram off, else migrate-set-parameters
+        self.background = background
         boot = os.path.join(self.workdir, "bootsect")
-        write_bootsect(self.src, boot)
+        self.mem_end = mem_end or TEST_MEM_END
+        write_bootsect(self.src, boot, sweep_delay, mem_end)
         self.port = free_port()
         datadir = os.environ.get("COLO_FT_DATADIR")
         common = ["-L", datadir] if datadir else []
@@ -206,16 +267,24 @@ class ColoPair:
                             "file.locking=off",
                   "-device", "ide-hd,drive=d0,secs=1,cyls=1,heads=1",
                   *extra]
+        # With a link, each side in its own namespace: two hosts
+        self.link = Link(link) if link else None
+        self.host = Link.ADDR[1] if link else "127.0.0.1"
         self.secondary = Vm("secondary", qemu, self.workdir,
                             common + ["-incoming",
-                                      f"tcp:127.0.0.1:{self.port}"])
-        self.primary = Vm("primary", qemu, self.workdir, common)
+                                      f"tcp:{self.host}:{self.port}"],
+                            self.link.prefix(1) if link else ())
+        self.primary = Vm("primary", qemu, self.workdir, common,
+                          self.link.prefix(0) if link else ())
 
     def caps(self):
         caps = [{"capability": "x-colo", "state": True},
                 {"capability": "events", "state": True}]
         if self.return_path:
             caps.append({"capability": "return-path", "state": True})
+        if self.background is not None:
+            caps.append({"capability": "x-colo-background-ram",
+                         "state": True})
         return caps
 
     def start(self, timeout=120):
@@ -224,7 +293,9 @@ class ColoPair:
             vm.cmd("migrate-set-capabilities", capabilities=self.caps())
         self.primary.cmd("migrate-set-parameters",
                          **{"x-checkpoint-delay": self.checkpoint_delay})
-        self.primary.cmd("migrate", uri=f"tcp:127.0.0.1:{self.port}")
+        if self.background:
+            self.primary.cmd("migrate-set-parameters", **self.background)
+        self.primary.cmd("migrate", uri=f"tcp:{self.host}:{self.port}")
         self.primary.wait_event("MIGRATION", timeout,
                                 match={"status": "colo"})
         self.secondary.wait_event("MIGRATION", timeout,
@@ -286,5 +357,7 @@ class ColoPair:
                    getattr(self, "secondary", None)):
             if vm:
                 vm.kill()
+        if getattr(self, "link", None):
+            self.link.close()
         if self.own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
