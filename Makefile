@@ -33,13 +33,13 @@ check:                ## everything: deps, base, series, checkpatch, build, test
 	@bash $(S)/check.sh
 
 check-series:         ## build and test every prefix of the series
-	@bash $(S)/check-series.sh
+	@bash $(S)/check-series.sh $(ARGS)
 
 demo:                 ## a COLO pair on this machine, its checkpoint pauses
 	@bash $(S)/demo.sh $(ARGS)
 
 bench:                ## baseline vs full series downtime benchmark
-	@bash $(S)/bench.sh
+	@bash $(S)/bench.sh $(ARGS)
 
 clean:                ## remove build directories (keeps the work tree)
 	rm -rf build build-series

@@ -11,8 +11,12 @@ CONFIGURE_ARGS=(--target-list=x86_64-softmmu --enable-replication
     --enable-debug-info --enable-werror "--python=$PYTHON"
     ${EXTRA_CONFIGURE_ARGS:-})
 BUILD=${BUILD_DIR:-$BUILD}
-TARGETS=(qemu-system-x86_64 qemu-img tests/qtest/migration-test
-         "${UNIT_TESTS[@]/#/tests/unit/}")
+if [ -n "${BUILD_TARGETS:-}" ]; then
+    read -r -a TARGETS <<<"$BUILD_TARGETS"
+else
+    TARGETS=(qemu-system-x86_64 qemu-img tests/qtest/migration-test
+             "${UNIT_TESTS[@]/#/tests/unit/}")
+fi
 
 stamp=$BUILD/.colo-ft-configure
 if [ ! -f "$BUILD/build.ninja" ] || [ "$(cat "$stamp" 2>/dev/null)" != "${CONFIGURE_ARGS[*]}" ]; then

@@ -31,12 +31,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def write_bootsect(src, path, sweep_delay=0, mem_end=None):
+def write_bootsect(src, path, sweep_delay=0, mem_end=None, hot_pages=0):
     """Write the migration-test x86 boot sector, taken from QEMU's source.
 
     SWEEP_DELAY: spins of the guest after each page it writes, 0: as fast as
-    it can. MEM_END: end of the range it writes (default 100 MiB). Both
-    need the series' guest (its sweep_delay and mem_end words).
+    it can. MEM_END: end of the range it writes (default 100 MiB).
+    HOT_PAGES: pages at the start of the range it rewrites after each page.
+    All need the series' guest (its sweep_delay, mem_end, hot_pages words).
     """
     hdr = os.path.join(src, "tests/qtest/migration/i386/a-b-bootblock.h")
     with open(hdr) as f:
@@ -45,7 +46,8 @@ def write_bootsect(src, path, sweep_delay=0, mem_end=None):
     data = bytearray(int(x, 16)
                      for x in re.findall(r"0x[0-9a-fA-F]{2}", body))
     assert len(data) == 512, "unexpected boot sector size"
-    for sym, value in (("sweep_delay", sweep_delay), ("mem_end", mem_end)):
+    for sym, value in (("sweep_delay", sweep_delay), ("mem_end", mem_end),
+                       ("hot_pages", hot_pages)):
         if not value:
             continue
         m = re.search(rf"#define SYM_{sym} 0x([0-9a-f]+)", text)
@@ -245,7 +247,7 @@ class ColoPair:
     def __init__(self, qemu, machine="pc", mem="150M", accel="tcg",
                  return_path=True, checkpoint_delay=1000, extra=(),
                  workdir=None, src=None, sweep_delay=0, mem_end=None,
-                 background=None, link=None):
+                 hot_pages=0, background=None, link=None):
         self.src = src or os.environ.get("COLO_FT_SRC",
                                          os.path.join(TOP, "qemu"))
         self.own_workdir = workdir is None
@@ -257,7 +259,7 @@ class ColoPair:
         self.background = background
         boot = os.path.join(self.workdir, "bootsect")
         self.mem_end = mem_end or TEST_MEM_END
-        write_bootsect(self.src, boot, sweep_delay, mem_end)
+        write_bootsect(self.src, boot, sweep_delay, mem_end, hot_pages)
         self.port = free_port()
         datadir = os.environ.get("COLO_FT_DATADIR")
         common = ["-L", datadir] if datadir else []
@@ -291,15 +293,22 @@ class ColoPair:
         """Migrate the primary to the secondary and wait for COLO."""
         for vm in (self.secondary, self.primary):
             vm.cmd("migrate-set-capabilities", capabilities=self.caps())
+        # Let the first migration converge whatever the guest dirties, as
+        # the qtests do, then go back to the defaults
         self.primary.cmd("migrate-set-parameters",
-                         **{"x-checkpoint-delay": self.checkpoint_delay})
-        if self.background:
-            self.primary.cmd("migrate-set-parameters", **self.background)
+                         **{"x-checkpoint-delay": self.checkpoint_delay,
+                            "max-bandwidth": 1000 * 1000 * 1000,
+                            "downtime-limit": 30 * 1000})
         self.primary.cmd("migrate", uri=f"tcp:{self.host}:{self.port}")
         self.primary.wait_event("MIGRATION", timeout,
                                 match={"status": "colo"})
         self.secondary.wait_event("MIGRATION", timeout,
                                   match={"status": "colo"})
+        self.primary.cmd("migrate-set-parameters",
+                         **{"max-bandwidth": 128 << 20,
+                            "downtime-limit": 300})
+        if self.background:
+            self.primary.cmd("migrate-set-parameters", **self.background)
         # The switch-over's own STOP/RESUME is not a checkpoint.
         self.primary.poll_events()
         self.primary.events = [e for e in self.primary.events
