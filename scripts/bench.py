@@ -136,8 +136,9 @@ def run_one(cfg, workload, interval, args):
                       "background-bytes", "background-wasted-bytes"):
                 if k in st:
                     c[k] = st[k]
-            if "last-flush" in colo_stats(s):
-                c["secondary_flush_us"] = colo_stats(s)["last-flush"]
+            sst = colo_stats(s)
+            if "last-flush" in sst:
+                c["secondary_flush_us"] = sst["last-flush"]
             rec["checkpoints"].append(c)
         rec["colo_pages_per_s"] = (((progress(p) - p_start) & 0xffffffff) /
                                    (time.monotonic() - t_start))
