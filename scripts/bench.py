@@ -287,7 +287,8 @@ def plot(summ, configs, path):
     colors = ["#888888", "#4c72b0", "#dd8452"][:len(names)]
     fig, axes = plt.subplots(len(WORKLOADS) + 1, len(INTERVALS),
                              figsize=(4.2 * len(INTERVALS),
-                                      2.8 * (len(WORKLOADS) + 1)))
+                                      2.8 * (len(WORKLOADS) + 1)),
+                             squeeze=False)
     for i, wl in enumerate(WORKLOADS):
         for j, iv in enumerate(INTERVALS):
             ax = axes[i][j]
