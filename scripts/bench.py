@@ -408,11 +408,13 @@ def write_report(base, env, runs, configs, args):
     summ = summarize(runs, configs)
     with open(base + ".md", "w") as f:
         f.write(markdown(env, summ, configs, args))
+    written = ".json, .md"
     try:
         plot(summ, configs, base + ".png")
+        written += ", .png"
     except ImportError:
         print("no matplotlib: no plot (apt-get install python3-matplotlib)")
-    print(f"\nwrote {base}.json, .md, .png")
+    print(f"\nwrote {base}{written}")
     with open(base + ".md") as f:
         print(f.read())
 
