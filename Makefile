@@ -4,7 +4,7 @@ SHELL := /bin/bash
 S := scripts
 
 .PHONY: help deps base worktree export build qemu-path check check-series \
-        demo bench clean
+        check-sanitizers demo bench soak clean
 
 help:
 	@sed -n '/^## Commands/,/^## /p' README.md | sed '$$d'
@@ -35,11 +35,17 @@ check:                ## everything: deps, base, series, checkpatch, build, test
 check-series:         ## build and test every prefix of the series
 	@bash $(S)/check-series.sh $(ARGS)
 
+check-sanitizers:     ## the COLO tests on an ASan + UBSan build
+	@bash $(S)/check-sanitizers.sh $(ARGS)
+
 demo:                 ## a COLO pair on this machine, its checkpoint pauses
 	@bash $(S)/demo.sh $(ARGS)
 
 bench:                ## baseline vs full series downtime benchmark
 	@bash $(S)/bench.sh $(ARGS)
 
+soak:                 ## 1000 checkpoints, RSS of both sides over time
+	@bash $(S)/soak.sh $(ARGS)
+
 clean:                ## remove build directories (keeps the work tree)
-	rm -rf build build-series
+	rm -rf build build-series build-sanitizers

@@ -1,0 +1,63 @@
+#!/bin/bash
+# make check-sanitizers: the COLO tests on a build with AddressSanitizer and
+# UndefinedBehaviorSanitizer. Fails on a failed test or on any sanitizer
+# report, from either QEMU of a pair (the tests hide QEMU's stderr, so the
+# reports go to files, one per process, which are printed here).
+#
+# Builds only what the COLO tests need, in build-sanitizers/.
+#   check-sanitizers.sh [-p PATH]   only the COLO tests under PATH
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+filter=/x86_64/migration/colo/
+[ "${1:-}" = -p ] && filter=$2
+BUILD=$TOP/build-sanitizers
+TEST_TIMEOUT=${TEST_TIMEOUT:-600}
+
+bash "$TOP/scripts/deps.sh"
+bash "$TOP/scripts/worktree.sh"
+BUILD_DIR=$BUILD EXTRA_CONFIGURE_ARGS="--enable-asan --enable-ubsan" \
+    BUILD_TARGETS="qemu-system-x86_64 tests/qtest/migration-test" \
+    bash "$TOP/scripts/build.sh"
+
+logs=$BUILD/sanitizer-logs
+rm -rf "$logs"
+mkdir -p "$logs"
+# Leaks are not checked: QEMU does not free everything at exit, and a
+# killed side (the tests' host failure) never exits at all.
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$logs/asan"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:abort_on_error=1:log_path=$logs/ubsan"
+export QTEST_QEMU_BINARY=$BUILD/qemu-system-x86_64
+mt=$BUILD/tests/qtest/migration-test
+
+failed=()
+mapfile -t tests < <("$mt" --full -l 2>/dev/null | grep -F "$filter" || true)
+[ "${#tests[@]}" -gt 0 ] || die "no test matches $filter"
+for t in "${tests[@]}"; do
+    rc=0
+    start=$SECONDS
+    timeout -k 10 "$TEST_TIMEOUT" "$TOP/scripts/tcg-only.sh" "$mt" --full \
+        --tap -p "$t" >"$logs/test.out" 2>&1 || rc=$?
+    if [ "$rc" = 0 ]; then
+        echo "ok - $t ($((SECONDS - start)) s)"
+    else
+        tail -20 "$logs/test.out"
+        echo "not ok - $t (exit $rc)"
+        failed+=("$t")
+    fi
+done
+
+reports=$(find "$logs" -name 'asan.*' -o -name 'ubsan.*')
+if [ -n "$reports" ]; then
+    for r in $reports; do
+        echo "== $r"
+        cat "$r"
+    done
+    failed+=("sanitizer reports")
+fi
+echo
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "check-sanitizers: FAILED: ${failed[*]}"
+    exit 1
+fi
+echo "check-sanitizers: ${#tests[@]} COLO tests passed, no sanitizer report"
