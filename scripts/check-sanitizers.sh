@@ -47,14 +47,17 @@ for t in "${tests[@]}"; do
     fi
 done
 
-reports=$(find "$logs" -name 'asan.*' -o -name 'ubsan.*')
-if [ -n "$reports" ]; then
-    for r in $reports; do
+# ASan warns once per process that it does not fully support QEMU's
+# coroutines (makecontext/swapcontext): that alone is not a report.
+reports=0
+for r in $(find "$logs" -name 'asan.*' -o -name 'ubsan.*'); do
+    if grep -v 'makecontext/swapcontext' "$r" | grep -q .; then
         echo "== $r"
         cat "$r"
-    done
-    failed+=("sanitizer reports")
-fi
+        reports=$((reports + 1))
+    fi
+done
+[ "$reports" = 0 ] || failed+=("$reports sanitizer reports")
 echo
 if [ "${#failed[@]}" -gt 0 ]; then
     echo "check-sanitizers: FAILED: ${failed[*]}"

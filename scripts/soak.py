@@ -110,7 +110,8 @@ def main():
                   f" {st.get('background-bytes', 0) / 2**20:>8.0f}",
                   flush=True)
         pair.failover_to_secondary()
-        consistent = colo.guest_ram_consistent(pair.secondary, mem_end)
+        consistent = colo.guest_ram_consistent(pair.secondary, mem_end,
+                                               args.hot_pages)
         print(f"\nfailover: secondary "
               f"{pair.secondary.cmd('query-status')['status']}, memory "
               f"{'consistent' if consistent else 'INCONSISTENT'}")
