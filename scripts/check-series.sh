@@ -16,17 +16,24 @@ if [ ! -e "$wt/.git" ]; then
 fi
 
 commits=$(git -C "$SRC" rev-list --reverse "$BASE_TAG..$BRANCH")
+# Each prefix runs the quick checks of check.sh: the build, the unit
+# tests, precopy/tcp/plain, and of the pc COLO tests the smoke set and
+# those the prefix adds (the first prefix checked runs them all).
+# --all-tests: every pc COLO test on every prefix (about twice as long).
 # --from N: start at prefix N (while iterating on the last patches).
 # --skip-tip: leave out the whole series, which `make check` has just
-# built and tested with more tests than a prefix gets (CI does this).
-from=1 skip_tip=
+# built and tested with every test (CI does this).
+from=1 skip_tip= all_tests=
 while [ $# -gt 0 ]; do
     case $1 in
     --from) from=${2:?--from needs a prefix number}; shift 2 ;;
     --skip-tip) skip_tip=yes; shift ;;
-    *) die "usage: check-series.sh [--from N] [--skip-tip]" ;;
+    --all-tests) all_tests=yes; shift ;;
+    *) die "usage: check-series.sh [--from N] [--skip-tip] [--all-tests]" ;;
     esac
 done
+prev=$sbuild/.colo-ft-previous-tests
+rm -f "$prev"
 total=$(echo "$commits" | grep -c . || true)
 [ "$total" -gt 0 ] || { say "the series is empty: nothing to check"; echo "0 passed, 0 failed"; exit 0; }
 i=0 bad=()
@@ -43,12 +50,27 @@ for c in $commits; do
     fi
     printf '\n==== prefix %d/%d: %s\n' "$i" "$total" "$subj"
     git -C "$wt" checkout -q --detach "$c"
-    if SRC=$wt BUILD_DIR=$sbuild COLO_FT_SRC=$wt bash "$TOP/scripts/check.sh" --quick; then
-        echo "ok $i - prefix $i builds and passes: $subj"
+    start=$SECONDS
+    previous= colo_only=
+    [ -n "$all_tests" ] || [ ! -f "$prev" ] || previous=$prev
+    # A patch to the COLO tests or the docs alone changes neither QEMU nor
+    # the code of the ordinary migration test: only COLO tests can change.
+    if [ -n "$previous" ] &&
+       ! git -C "$wt" diff-tree --no-commit-id --name-only -r "$c" |
+         grep -qvE '^(docs/|tests/qtest/migration/colo-tests\.c$)'; then
+        colo_only=yes
+    fi
+    if SRC=$wt BUILD_DIR=$sbuild COLO_FT_SRC=$wt PREVIOUS_TESTS=$previous \
+       COLO_ONLY=$colo_only bash "$TOP/scripts/check.sh" --quick; then
+        echo "ok $i - prefix $i builds and passes ($((SECONDS - start)) s): $subj"
     else
         echo "not ok $i - prefix $i fails: $subj"
         bad+=("$i")
     fi
+    # The tests of this prefix, to tell the next one's new tests from them
+    QTEST_QEMU_BINARY=$sbuild/qemu-system-x86_64 \
+        "$sbuild/tests/qtest/migration-test" --full -l 2>/dev/null |
+        grep '^/' >"$prev.new" && mv "$prev.new" "$prev" || rm -f "$prev" "$prev.new"
 done
 echo
 echo "check-series: $((total - ${#bad[@]})) of $total prefixes good${bad[*]:+; failing: ${bad[*]}}"

@@ -6,7 +6,11 @@
 #   check.sh            the full check of the exported series (make check)
 #   check.sh --quick    build, unit tests, precopy/tcp/plain and the pc COLO
 #                       tests, on $SRC/$BUILD as given in the environment
-#                       (used by check-series for each prefix)
+#                       (used by check-series for each prefix); with
+#                       PREVIOUS_TESTS (a file listing the tests of the
+#                       previous prefix), of the pc COLO tests only the
+#                       smoke set and those that are new; with COLO_ONLY,
+#                       no ordinary migration test
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -91,7 +95,20 @@ if [ -n "$quick" ]; then
     # Per prefix of the series: one ordinary migration and the COLO tests
     # on pc (q35's firmware alone takes 30 s to boot under TCG here).
     MIGRATION_TESTS=("${MIGRATION_TESTS[0]}")
+    [ -z "${COLO_ONLY:-}" ] || MIGRATION_TESTS=()
     mapfile -t colo < <(printf '%s\n' "${colo[@]}" | grep '/colo/pc/' || true)
+    if [ -n "${PREVIOUS_TESTS:-}" ]; then
+        # Both failovers, with and without a return path, and what this
+        # prefix adds: the whole series runs them all (make check).
+        smoke='/colo/pc/(plain|return-path)/failover-(primary|secondary)$'
+        keep=()
+        for t in "${colo[@]}"; do
+            if [[ $t =~ $smoke ]] || ! grep -qFx -- "$t" "$PREVIOUS_TESTS"; then
+                keep+=("$t")
+            fi
+        done
+        colo=("${keep[@]}")
+    fi
 fi
 for t in "${MIGRATION_TESTS[@]}" "${colo[@]}"; do
     # GLib's -p also runs the tests below the path (precopy/tcp/plain
