@@ -90,6 +90,8 @@ mt=$BUILD/tests/qtest/migration-test
 export QTEST_QEMU_BINARY=$BUILD/qemu-system-x86_64
 export QTEST_QEMU_IMG=$BUILD/qemu-img
 mapfile -t all < <("$mt" --full -l 2>/dev/null | grep '^/' || true)
+# check-series tells the next prefix's new tests from these
+printf '%s\n' "${all[@]}" >"$BUILD/.colo-ft-tests"
 mapfile -t colo < <(printf '%s\n' "${all[@]}" | grep '/migration/colo/' || true)
 if [ -n "$quick" ]; then
     # Per prefix of the series: one ordinary migration and the COLO tests
