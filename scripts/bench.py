@@ -89,13 +89,16 @@ def run_one(cfg, workload, interval, args):
         background = {"x-colo-background-interval": args.bg_interval,
                       "x-colo-background-threshold": args.bg_threshold,
                       "max-bandwidth": args.bg_max_bandwidth}
+    # xbzrle-cache-size is a power of two: the next one above the range
+    xbzrle_cache = ((1 << w["mem"].bit_length()) << 20
+                    if cfg.get("xbzrle") else None)
     rec = {"config": cfg["name"], "workload": workload,
            "interval_ms": interval, "checkpoints": []}
     pair = colo.ColoPair(cfg["qemu"], checkpoint_delay=interval,
                          mem=f"{(mem_end >> 20) + 50}M",
                          sweep_delay=w["sweep_delay"], mem_end=mem_end,
                          hot_pages=w["hot_pages"], background=background,
-                         link=args.link)
+                         link=args.link, xbzrle_cache=xbzrle_cache)
     try:
         # The guest's own loop alone, once it has written its whole range
         # once (the first pass also faults the host pages in); the idle
@@ -219,7 +222,7 @@ def med(v, scale=1.0, fmt="{:.1f}"):
 
 def markdown(env, summ, configs, args):
     names = [c["name"] for c in configs]
-    base, cand = names[0], names[-1]
+    base = names[0]
     lines = [f"# COLO downtime benchmark, {env['date'][:16]} UTC", "",
              f"Machine: {env['cpu']}, {env['cpus']} CPUs, TCG, pc; link: "
              f"{env['link']}. Candidate {str(env['candidate_commit'])[:12]} "
@@ -273,8 +276,8 @@ def markdown(env, summ, configs, args):
                     f"{fl} | {med(s['sstop'])} | {med(s['bytes'], 2**20)} | "
                     f"{med(s['bg'], 2**20)} | {med(s['wasted'], 2**20)} | "
                     f"{prog} | {r_med} | {r_p90} |")
-    lines += ["", f"Ratios are {cand} / {base} (below 1: {cand} pauses "
-              "less)." if len(names) > 1 else ""]
+    lines += ["", f"Ratios are the build's / {base}'s (below 1: the build "
+              "pauses less)." if len(names) > 1 else ""]
     return "\n".join(lines) + "\n"
 
 
@@ -284,7 +287,7 @@ def plot(summ, configs, path):
     import matplotlib.pyplot as plt
 
     names = [c["name"] for c in configs]
-    colors = ["#888888", "#4c72b0", "#dd8452"][:len(names)]
+    colors = ["#888888", "#4c72b0", "#dd8452", "#55a868"][:len(names)]
     fig, axes = plt.subplots(len(WORKLOADS) + 1, len(INTERVALS),
                              figsize=(4.2 * len(INTERVALS),
                                       2.8 * (len(WORKLOADS) + 1)),
@@ -337,7 +340,7 @@ def main():
     ap.add_argument("--report", metavar="JSON",
                     help="only write the .md and .png of an earlier run")
     ap.add_argument("--full", action="store_true",
-                    help="full mode: 3 configurations, 2 runs x 12"
+                    help="full mode: 4 configurations, 2 runs x 12"
                     " checkpoints each (default: quick, 1 run x 5)")
     ap.add_argument("--reps", type=int)
     ap.add_argument("--checkpoints", type=int)
@@ -351,6 +354,9 @@ def main():
     ap.add_argument("--bg-max-bandwidth", type=int, default=1000 * 1000 * 1000)
     ap.add_argument("--link", help="e.g. 1gbit: two network namespaces"
                     " joined by a shaped link (needs root)")
+    ap.add_argument("--xbzrle", action="store_true",
+                    help="also measure the series with XBZRLE (always in"
+                    " --full)")
     ap.add_argument("--out", default=os.path.join(TOP, "results"))
     args = ap.parse_args()
     if args.report:
@@ -369,6 +375,9 @@ def main():
                         "background": False})
     configs.append({"name": "series", "qemu": args.candidate,
                     "background": True})
+    if args.full or args.xbzrle:
+        configs.append({"name": "series-xbzrle", "qemu": args.candidate,
+                        "background": True, "xbzrle": True})
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
     env = environment(args, configs)

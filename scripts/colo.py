@@ -249,7 +249,8 @@ class ColoPair:
     def __init__(self, qemu, machine="pc", mem="150M", accel="tcg",
                  return_path=True, checkpoint_delay=1000, extra=(),
                  workdir=None, src=None, sweep_delay=0, mem_end=None,
-                 hot_pages=0, background=None, link=None):
+                 hot_pages=0, background=None, link=None,
+                 xbzrle_cache=None):
         self.src = src or os.environ.get("COLO_FT_SRC",
                                          os.path.join(TOP, "qemu"))
         self.own_workdir = workdir is None
@@ -259,6 +260,8 @@ class ColoPair:
         self.checkpoint_delay = checkpoint_delay
         # None: x-colo-background-ram off, else migrate-set-parameters
         self.background = background
+        # None: xbzrle off, else the primary's xbzrle-cache-size in bytes
+        self.xbzrle_cache = xbzrle_cache
         boot = os.path.join(self.workdir, "bootsect")
         self.mem_end = mem_end or TEST_MEM_END
         write_bootsect(self.src, boot, sweep_delay, mem_end, hot_pages)
@@ -289,6 +292,8 @@ class ColoPair:
         if self.background is not None:
             caps.append({"capability": "x-colo-background-ram",
                          "state": True})
+        if self.xbzrle_cache:
+            caps.append({"capability": "xbzrle", "state": True})
         return caps
 
     def start(self, timeout=120):
@@ -297,6 +302,9 @@ class ColoPair:
             vm.cmd("migrate-set-capabilities", capabilities=self.caps())
         # Let the first migration converge whatever the guest dirties, as
         # the qtests do, then go back to the defaults
+        if self.xbzrle_cache:
+            self.primary.cmd("migrate-set-parameters",
+                             **{"xbzrle-cache-size": self.xbzrle_cache})
         self.primary.cmd("migrate-set-parameters",
                          **{"x-checkpoint-delay": self.checkpoint_delay,
                             "max-bandwidth": 1000 * 1000 * 1000,

@@ -65,6 +65,10 @@ def main():
                     help="x-colo-background-threshold in bytes (0: auto)")
     ap.add_argument("--downtime-limit", type=int,
                     help="downtime-limit in ms (for the auto threshold)")
+    ap.add_argument("--xbzrle", action="store_true",
+                    help="send only what changed in each page (the xbzrle"
+                    " capability, with a cache for every page the guest"
+                    " writes)")
     args = ap.parse_args()
     background = None
     if args.background:
@@ -79,11 +83,13 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
 
     size = (mem_end - colo.TEST_MEM_START) >> 20
+    # xbzrle-cache-size is a power of two: the next one above the range
+    xbzrle_cache = (1 << size.bit_length()) << 20 if args.xbzrle else None
     guest = (f"sweeps {size} MiB of RAM slowly (delay {args.sweep_delay})"
              if args.sweep_delay else
              f"rewrites {size} MiB of RAM continuously")
     print(f"Starting a COLO pair ({args.machine}, TCG, checkpoint every "
-          f"{args.delay} ms{', link ' + args.link if args.link else ''}{', background RAM' if background is not None else ''})"
+          f"{args.delay} ms{', link ' + args.link if args.link else ''}{', background RAM' if background is not None else ''}{', XBZRLE' if xbzrle_cache else ''})"
           f" with a guest that {guest}...")
     pair = colo.ColoPair(args.qemu, machine=args.machine,
                          return_path=not args.no_return_path,
@@ -91,7 +97,7 @@ def main():
                          sweep_delay=args.sweep_delay, background=background,
                          mem=f"{(mem_end >> 20) + 50}M",
                          mem_end=mem_end if args.mem else None,
-                         link=args.link)
+                         link=args.link, xbzrle_cache=xbzrle_cache)
     try:
         pair.start()
         print("Both sides are in the colo state.\n")
