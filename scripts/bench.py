@@ -98,7 +98,8 @@ def run_one(cfg, workload, interval, args):
                          mem=f"{(mem_end >> 20) + 50}M",
                          sweep_delay=w["sweep_delay"], mem_end=mem_end,
                          hot_pages=w["hot_pages"], background=background,
-                         link=args.link, xbzrle_cache=xbzrle_cache)
+                         link=args.link, xbzrle_cache=xbzrle_cache,
+                         flush_threads=cfg.get("flush_threads"))
     try:
         # The guest's own loop alone, once it has written its whole range
         # once (the first pass also faults the host pages in); the idle
@@ -232,7 +233,8 @@ def markdown(env, summ, configs, args):
              f"line after {args.warmup} warm-up checkpoints. Background RAM "
              f"(candidate): interval {args.bg_interval} ms, threshold "
              f"{args.bg_threshold} bytes, max-bandwidth "
-             f"{args.bg_max_bandwidth} B/s.", "",
+             f"{args.bg_max_bandwidth} B/s. x-colo-flush-threads "
+             f"(candidate): {getattr(args, 'flush_threads', 1)}.", "",
              f"Command: `{env['command']}`", "",
              "Pause: primary STOP to RESUME, ms. Floor: median pause on the "
              "idle guest, same build and interval. Carried: RAM and device "
@@ -354,6 +356,9 @@ def main():
     ap.add_argument("--bg-max-bandwidth", type=int, default=1000 * 1000 * 1000)
     ap.add_argument("--link", help="e.g. 1gbit: two network namespaces"
                     " joined by a shaped link (needs root)")
+    ap.add_argument("--flush-threads", type=int, default=2,
+                    help="x-colo-flush-threads on the secondary of the"
+                    " series (default 2)")
     ap.add_argument("--xbzrle", action="store_true",
                     help="also measure the series with XBZRLE (always in"
                     " --full)")
@@ -372,12 +377,14 @@ def main():
                 "background": False}]
     if args.full:
         configs.append({"name": "series-nobg", "qemu": args.candidate,
-                        "background": False})
+                        "background": False,
+                        "flush_threads": args.flush_threads})
     configs.append({"name": "series", "qemu": args.candidate,
-                    "background": True})
+                    "background": True, "flush_threads": args.flush_threads})
     if args.full or args.xbzrle:
         configs.append({"name": "series-xbzrle", "qemu": args.candidate,
-                        "background": True, "xbzrle": True})
+                        "background": True, "xbzrle": True,
+                        "flush_threads": args.flush_threads})
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
     env = environment(args, configs)

@@ -250,7 +250,7 @@ class ColoPair:
                  return_path=True, checkpoint_delay=1000, extra=(),
                  workdir=None, src=None, sweep_delay=0, mem_end=None,
                  hot_pages=0, background=None, link=None,
-                 xbzrle_cache=None):
+                 xbzrle_cache=None, flush_threads=None):
         self.src = src or os.environ.get("COLO_FT_SRC",
                                          os.path.join(TOP, "qemu"))
         self.own_workdir = workdir is None
@@ -262,6 +262,8 @@ class ColoPair:
         self.background = background
         # None: xbzrle off, else the primary's xbzrle-cache-size in bytes
         self.xbzrle_cache = xbzrle_cache
+        # None: the secondary's default x-colo-flush-threads
+        self.flush_threads = flush_threads
         boot = os.path.join(self.workdir, "bootsect")
         self.mem_end = mem_end or TEST_MEM_END
         write_bootsect(self.src, boot, sweep_delay, mem_end, hot_pages)
@@ -300,6 +302,10 @@ class ColoPair:
         """Migrate the primary to the secondary and wait for COLO."""
         for vm in (self.secondary, self.primary):
             vm.cmd("migrate-set-capabilities", capabilities=self.caps())
+        if self.flush_threads:
+            self.secondary.cmd("migrate-set-parameters",
+                               **{"x-colo-flush-threads":
+                                  self.flush_threads})
         # Let the first migration converge whatever the guest dirties, as
         # the qtests do, then go back to the defaults
         if self.xbzrle_cache:

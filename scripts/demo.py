@@ -65,6 +65,9 @@ def main():
                     help="x-colo-background-threshold in bytes (0: auto)")
     ap.add_argument("--downtime-limit", type=int,
                     help="downtime-limit in ms (for the auto threshold)")
+    ap.add_argument("--flush-threads", type=int, default=2,
+                    help="x-colo-flush-threads on the secondary (default 2:"
+                    " both VMs are stopped while it copies a checkpoint)")
     ap.add_argument("--xbzrle", action="store_true",
                     help="send only what changed in each page (the xbzrle"
                     " capability, with a cache for every page the guest"
@@ -97,7 +100,8 @@ def main():
                          sweep_delay=args.sweep_delay, background=background,
                          mem=f"{(mem_end >> 20) + 50}M",
                          mem_end=mem_end if args.mem else None,
-                         link=args.link, xbzrle_cache=xbzrle_cache)
+                         link=args.link, xbzrle_cache=xbzrle_cache,
+                         flush_threads=args.flush_threads)
     try:
         pair.start()
         print("Both sides are in the colo state.\n")
