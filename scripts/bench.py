@@ -290,11 +290,13 @@ def plot(summ, configs, path):
 
     names = [c["name"] for c in configs]
     colors = ["#888888", "#4c72b0", "#dd8452", "#55a868"][:len(names)]
-    fig, axes = plt.subplots(len(WORKLOADS) + 1, len(INTERVALS),
+    # Only the workloads the run measured
+    workloads = [wl for wl in WORKLOADS if any(k[0] == wl for k in summ)]
+    fig, axes = plt.subplots(len(workloads) + 1, len(INTERVALS),
                              figsize=(4.2 * len(INTERVALS),
-                                      2.8 * (len(WORKLOADS) + 1)),
+                                      2.8 * (len(workloads) + 1)),
                              squeeze=False)
-    for i, wl in enumerate(WORKLOADS):
+    for i, wl in enumerate(workloads):
         for j, iv in enumerate(INTERVALS):
             ax = axes[i][j]
             data = [summ.get((wl, iv, n), {}).get("pause") or [float("nan")]
@@ -310,7 +312,7 @@ def plot(summ, configs, path):
                 ax.set_ylabel("primary pause (ms)")
     for j, iv in enumerate(INTERVALS):
         ax = axes[-1][j]
-        busy = [wl for wl in WORKLOADS if wl != "idle"]
+        busy = [wl for wl in workloads if wl != "idle"]
         x = range(len(busy))
         width = 0.8 / len(names)
         for k, n in enumerate(names):
