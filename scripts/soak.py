@@ -65,6 +65,8 @@ def main():
     ap.add_argument("--sweep-delay", type=int, default=40000)
     ap.add_argument("--hot-pages", type=int, default=256)
     ap.add_argument("--no-background", action="store_true")
+    ap.add_argument("--flush-threads", type=int, default=2,
+                    help="x-colo-flush-threads on the secondary")
     ap.add_argument("--max-growth", type=float, default=1.0,
                     help="fail at this RSS growth in percent (default 1)")
     ap.add_argument("--out", default=os.path.join(TOP, "results"))
@@ -78,7 +80,8 @@ def main():
     pair = colo.ColoPair(args.qemu, checkpoint_delay=args.delay,
                          mem=f"{args.mem + 51}M", sweep_delay=args.sweep_delay,
                          mem_end=mem_end, hot_pages=args.hot_pages,
-                         background=background)
+                         background=background,
+                         flush_threads=args.flush_threads)
     samples = []
     ok = False
     t0 = time.monotonic()
