@@ -20,11 +20,14 @@ BUILD=${BUILD_DIR:-$BUILD}
 
 # The migration-test paths that run in a few minutes under TCG on 2 cores
 # (ordinary precopy; precopy and postcopy with a return path, which the
-# COLO patches touch); every COLO test is added automatically. Each test
-# runs in its own process, killed after TEST_TIMEOUT seconds.
+# COLO patches touch; precopy through a file, whose reads go through the
+# QEMUFile buffer the series resizes); every COLO test is added
+# automatically. Each test runs in its own process, killed after
+# TEST_TIMEOUT seconds.
 MIGRATION_TESTS=(/x86_64/migration/precopy/tcp/plain
                  /x86_64/migration/precopy/tcp/plain/switchover-ack
-                 /x86_64/migration/postcopy/plain)
+                 /x86_64/migration/postcopy/plain
+                 /x86_64/migration/precopy/file)
 TEST_TIMEOUT=${TEST_TIMEOUT:-300}
 
 passed=0 failed=0 failures=()
