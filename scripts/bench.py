@@ -89,16 +89,13 @@ def run_one(cfg, workload, interval, args):
         background = {"x-colo-background-interval": args.bg_interval,
                       "x-colo-background-threshold": args.bg_threshold,
                       "max-bandwidth": args.bg_max_bandwidth}
-    # xbzrle-cache-size is a power of two: the next one above the range
-    xbzrle_cache = ((1 << w["mem"].bit_length()) << 20
-                    if cfg.get("xbzrle") else None)
     rec = {"config": cfg["name"], "workload": workload,
            "interval_ms": interval, "checkpoints": []}
     pair = colo.ColoPair(cfg["qemu"], checkpoint_delay=interval,
                          mem=f"{(mem_end >> 20) + 50}M",
                          sweep_delay=w["sweep_delay"], mem_end=mem_end,
                          hot_pages=w["hot_pages"], background=background,
-                         link=args.link, xbzrle_cache=xbzrle_cache,
+                         link=args.link, xbzrle=cfg.get("xbzrle", False),
                          flush_threads=cfg.get("flush_threads"))
     try:
         # The guest's own loop alone, once it has written its whole range

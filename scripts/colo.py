@@ -250,7 +250,7 @@ class ColoPair:
                  return_path=True, checkpoint_delay=1000, extra=(),
                  workdir=None, src=None, sweep_delay=0, mem_end=None,
                  hot_pages=0, background=None, link=None,
-                 xbzrle_cache=None, flush_threads=None):
+                 xbzrle=False, flush_threads=None):
         self.src = src or os.environ.get("COLO_FT_SRC",
                                          os.path.join(TOP, "qemu"))
         self.own_workdir = workdir is None
@@ -260,12 +260,14 @@ class ColoPair:
         self.checkpoint_delay = checkpoint_delay
         # None: x-colo-background-ram off, else migrate-set-parameters
         self.background = background
-        # None: xbzrle off, else the primary's xbzrle-cache-size in bytes
-        self.xbzrle_cache = xbzrle_cache
         # None: the secondary's default x-colo-flush-threads
         self.flush_threads = flush_threads
         boot = os.path.join(self.workdir, "bootsect")
         self.mem_end = mem_end or TEST_MEM_END
+        # xbzrle on the primary, with a cache (a power of two) that holds
+        # every page the guest writes; None: xbzrle off
+        size = (self.mem_end - TEST_MEM_START) >> 20
+        self.xbzrle_cache = (1 << size.bit_length()) << 20 if xbzrle else None
         write_bootsect(self.src, boot, sweep_delay, mem_end, hot_pages)
         self.port = free_port()
         datadir = os.environ.get("COLO_FT_DATADIR")
@@ -306,11 +308,11 @@ class ColoPair:
             self.secondary.cmd("migrate-set-parameters",
                                **{"x-colo-flush-threads":
                                   self.flush_threads})
-        # Let the first migration converge whatever the guest dirties, as
-        # the qtests do, then go back to the defaults
         if self.xbzrle_cache:
             self.primary.cmd("migrate-set-parameters",
                              **{"xbzrle-cache-size": self.xbzrle_cache})
+        # Let the first migration converge whatever the guest dirties, as
+        # the qtests do, then go back to the defaults
         self.primary.cmd("migrate-set-parameters",
                          **{"x-checkpoint-delay": self.checkpoint_delay,
                             "max-bandwidth": 1000 * 1000 * 1000,

@@ -86,13 +86,11 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
 
     size = (mem_end - colo.TEST_MEM_START) >> 20
-    # xbzrle-cache-size is a power of two: the next one above the range
-    xbzrle_cache = (1 << size.bit_length()) << 20 if args.xbzrle else None
     guest = (f"sweeps {size} MiB of RAM slowly (delay {args.sweep_delay})"
              if args.sweep_delay else
              f"rewrites {size} MiB of RAM continuously")
     print(f"Starting a COLO pair ({args.machine}, TCG, checkpoint every "
-          f"{args.delay} ms{', link ' + args.link if args.link else ''}{', background RAM' if background is not None else ''}{', XBZRLE' if xbzrle_cache else ''})"
+          f"{args.delay} ms{', link ' + args.link if args.link else ''}{', background RAM' if background is not None else ''}{', XBZRLE' if args.xbzrle else ''})"
           f" with a guest that {guest}...")
     pair = colo.ColoPair(args.qemu, machine=args.machine,
                          return_path=not args.no_return_path,
@@ -100,7 +98,7 @@ def main():
                          sweep_delay=args.sweep_delay, background=background,
                          mem=f"{(mem_end >> 20) + 50}M",
                          mem_end=mem_end if args.mem else None,
-                         link=args.link, xbzrle_cache=xbzrle_cache,
+                         link=args.link, xbzrle=args.xbzrle,
                          flush_threads=args.flush_threads)
     try:
         pair.start()
