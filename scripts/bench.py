@@ -96,7 +96,8 @@ def run_one(cfg, workload, interval, args):
                          sweep_delay=w["sweep_delay"], mem_end=mem_end,
                          hot_pages=w["hot_pages"], background=background,
                          link=args.link, xbzrle=cfg.get("xbzrle", False),
-                         flush_threads=cfg.get("flush_threads"))
+                         flush_threads=cfg.get("flush_threads"),
+                         early_resume=cfg.get("early_resume", False))
     try:
         # The guest's own loop alone, once it has written its whole range
         # once (the first pass also faults the host pages in); the idle
@@ -286,7 +287,8 @@ def plot(summ, configs, path):
     import matplotlib.pyplot as plt
 
     names = [c["name"] for c in configs]
-    colors = ["#888888", "#4c72b0", "#dd8452", "#55a868"][:len(names)]
+    colors = ["#888888", "#4c72b0", "#dd8452", "#55a868",
+              "#c44e52"][:len(names)]
     # Only the workloads the run measured
     workloads = [wl for wl in WORKLOADS if any(k[0] == wl for k in summ)]
     fig, axes = plt.subplots(len(workloads) + 1, len(INTERVALS),
@@ -341,7 +343,7 @@ def main():
     ap.add_argument("--report", metavar="JSON",
                     help="only write the .md and .png of an earlier run")
     ap.add_argument("--full", action="store_true",
-                    help="full mode: 4 configurations, 2 runs x 12"
+                    help="full mode: 5 configurations, 2 runs x 12"
                     " checkpoints each (default: quick, 1 run x 5)")
     ap.add_argument("--reps", type=int)
     ap.add_argument("--checkpoints", type=int)
@@ -361,6 +363,9 @@ def main():
     ap.add_argument("--xbzrle", action="store_true",
                     help="also measure the series with XBZRLE (always in"
                     " --full)")
+    ap.add_argument("--early-resume", action="store_true",
+                    help="also measure the series with x-colo-early-resume"
+                    " (always in --full)")
     ap.add_argument("--out", default=os.path.join(TOP, "results"))
     args = ap.parse_args()
     if args.report:
@@ -383,6 +388,10 @@ def main():
     if args.full or args.xbzrle:
         configs.append({"name": "series-xbzrle", "qemu": args.candidate,
                         "background": True, "xbzrle": True,
+                        "flush_threads": args.flush_threads})
+    if args.full or args.early_resume:
+        configs.append({"name": "series-early", "qemu": args.candidate,
+                        "background": True, "early_resume": True,
                         "flush_threads": args.flush_threads})
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))

@@ -250,7 +250,7 @@ class ColoPair:
                  return_path=True, checkpoint_delay=1000, extra=(),
                  workdir=None, src=None, sweep_delay=0, mem_end=None,
                  hot_pages=0, background=None, link=None,
-                 xbzrle=False, flush_threads=None):
+                 xbzrle=False, flush_threads=None, early_resume=False):
         self.src = src or os.environ.get("COLO_FT_SRC",
                                          os.path.join(TOP, "qemu"))
         self.own_workdir = workdir is None
@@ -262,6 +262,8 @@ class ColoPair:
         self.background = background
         # None: the secondary's default x-colo-flush-threads
         self.flush_threads = flush_threads
+        # x-colo-early-resume on both sides
+        self.early_resume = early_resume
         boot = os.path.join(self.workdir, "bootsect")
         self.mem_end = mem_end or TEST_MEM_END
         # xbzrle on the primary, with a cache (a power of two) that holds
@@ -298,6 +300,8 @@ class ColoPair:
                          "state": True})
         if self.xbzrle_cache:
             caps.append({"capability": "xbzrle", "state": True})
+        if self.early_resume:
+            caps.append({"capability": "x-colo-early-resume", "state": True})
         return caps
 
     def start(self, timeout=120):

@@ -72,6 +72,10 @@ def main():
                     help="send only what changed in each page (the xbzrle"
                     " capability, with a cache for every page the guest"
                     " writes)")
+    ap.add_argument("--no-early-resume", action="store_true",
+                    help="keep the primary stopped until the secondary has"
+                    " loaded each checkpoint (default: x-colo-early-resume,"
+                    " it resumes once the secondary has received it)")
     args = ap.parse_args()
     background = None
     if args.background:
@@ -90,7 +94,7 @@ def main():
              if args.sweep_delay else
              f"rewrites {size} MiB of RAM continuously")
     print(f"Starting a COLO pair ({args.machine}, TCG, checkpoint every "
-          f"{args.delay} ms{', link ' + args.link if args.link else ''}{', background RAM' if background is not None else ''}{', XBZRLE' if args.xbzrle else ''})"
+          f"{args.delay} ms{', link ' + args.link if args.link else ''}{', background RAM' if background is not None else ''}{', XBZRLE' if args.xbzrle else ''}{'' if args.no_early_resume else ', early resume'})"
           f" with a guest that {guest}...")
     pair = colo.ColoPair(args.qemu, machine=args.machine,
                          return_path=not args.no_return_path,
@@ -99,7 +103,8 @@ def main():
                          mem=f"{(mem_end >> 20) + 50}M",
                          mem_end=mem_end if args.mem else None,
                          link=args.link, xbzrle=args.xbzrle,
-                         flush_threads=args.flush_threads)
+                         flush_threads=args.flush_threads,
+                         early_resume=not args.no_early_resume)
     try:
         pair.start()
         print("Both sides are in the colo state.\n")

@@ -67,6 +67,8 @@ def main():
     ap.add_argument("--no-background", action="store_true")
     ap.add_argument("--flush-threads", type=int, default=2,
                     help="x-colo-flush-threads on the secondary")
+    ap.add_argument("--early-resume", action="store_true",
+                    help="x-colo-early-resume on both sides")
     ap.add_argument("--max-growth", type=float, default=1.0,
                     help="fail at this RSS growth in percent (default 1)")
     ap.add_argument("--out", default=os.path.join(TOP, "results"))
@@ -81,7 +83,8 @@ def main():
                          mem=f"{args.mem + 51}M", sweep_delay=args.sweep_delay,
                          mem_end=mem_end, hot_pages=args.hot_pages,
                          background=background,
-                         flush_threads=args.flush_threads)
+                         flush_threads=args.flush_threads,
+                         early_resume=args.early_resume)
     samples = []
     ok = False
     t0 = time.monotonic()
