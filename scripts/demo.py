@@ -131,6 +131,13 @@ def main():
         print(summary("primary pause", pauses))
         print(summary("sent in pause", sent, "MiB"))
         sec = pair.secondary.cmd("query-migrate").get("colo", {})
+        # With early resume the secondary may still be loading the last one
+        done = info.get("colo", {}).get("checkpoints", 0)
+        for _ in range(100):
+            if not sec or sec["checkpoints"] >= done:
+                break
+            time.sleep(0.02)
+            sec = pair.secondary.cmd("query-migrate").get("colo", {})
         if sec:
             print(f"secondary:     {sec['checkpoints']} checkpoints, "
                   f"average pause {sec['average-pause'] / 1000:.1f} ms, "
