@@ -18,14 +18,16 @@ else
              "${UNIT_TESTS[@]/#/tests/unit/}")
 fi
 
+# A build directory belongs to one source tree and one set of options.
 stamp=$BUILD/.colo-ft-configure
-if [ ! -f "$BUILD/build.ninja" ] || [ "$(cat "$stamp" 2>/dev/null)" != "${CONFIGURE_ARGS[*]}" ]; then
+config="$SRC ${CONFIGURE_ARGS[*]}"
+if [ ! -f "$BUILD/build.ninja" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$config" ]; then
     say "configuring $BUILD"
     rm -rf "$BUILD"
     mkdir -p "$BUILD"
     (cd "$BUILD" && "$SRC/configure" "${CONFIGURE_ARGS[@]}" >configure.log 2>&1) || {
         tail -30 "$BUILD/configure.log"; die "configure failed, see $BUILD/configure.log"; }
-    echo "${CONFIGURE_ARGS[*]}" >"$stamp"
+    echo "$config" >"$stamp"
 fi
 
 say "building in $BUILD"

@@ -4,9 +4,15 @@
 # report, from either QEMU of a pair (the tests hide QEMU's stderr, so the
 # reports go to files, one per process, which are printed here).
 #
-# Builds only what the COLO tests need, in build-sanitizers/.
-#   check-sanitizers.sh             every pc COLO test and one on q35
-#   check-sanitizers.sh -p PATH     every COLO test under PATH
+# Builds only what the COLO tests need, in build-sanitizers/, from a work
+# tree of its own (.sanitizers-src/, the tip of the branch, detached), so
+# that the build can run while check-series checks prefixes out in qemu/.
+#   check-sanitizers.sh               every pc COLO test and one on q35
+#   check-sanitizers.sh -p PATH       every COLO test under PATH
+#   check-sanitizers.sh --setup-only  dependencies and the two work trees
+#   check-sanitizers.sh --build-only  the build, no test (--no-setup: after
+#                                     --setup-only; CI runs it beside the
+#                                     other checks, at the lowest priority)
 #
 # The q35 tests differ from the pc ones in the machine only, and spend
 # most of their 40 s booting q35's firmware under TCG: by default one of
@@ -17,18 +23,39 @@ set -euo pipefail
 
 filter=/x86_64/migration/colo/
 q35_default=/x86_64/migration/colo/q35/return-path/failover-secondary
-if [ "${1:-}" = -p ]; then
-    filter=${2:?-p needs a test path}
-    q35_default=
-fi
+setup=yes build=yes tests=yes
+while [ $# -gt 0 ]; do
+    case $1 in
+    -p) filter=${2:?-p needs a test path}; q35_default=; shift 2 ;;
+    --setup-only) build= tests=; shift ;;
+    --build-only) tests=; shift ;;
+    --no-setup) setup=; shift ;;
+    *) die "usage: check-sanitizers.sh [-p PATH] [--setup-only|--build-only [--no-setup]]" ;;
+    esac
+done
 BUILD=$TOP/build-sanitizers
+SAN_SRC=$TOP/.sanitizers-src
 TEST_TIMEOUT=${TEST_TIMEOUT:-600}
 
-bash "$TOP/scripts/deps.sh"
-bash "$TOP/scripts/worktree.sh"
-BUILD_DIR=$BUILD EXTRA_CONFIGURE_ARGS="--enable-asan --enable-ubsan" \
-    BUILD_TARGETS="qemu-system-x86_64 tests/qtest/migration-test" \
-    bash "$TOP/scripts/build.sh"
+if [ -n "$setup" ]; then
+    bash "$TOP/scripts/deps.sh"
+    bash "$TOP/scripts/worktree.sh"
+    tip=$(qgit rev-parse "$BRANCH")
+    if [ ! -e "$SAN_SRC/.git" ]; then
+        qgit worktree prune
+        qgit worktree add -q --detach "$SAN_SRC" "$tip"
+    elif [ "$(git -C "$SAN_SRC" rev-parse HEAD)" != "$tip" ]; then
+        git -C "$SAN_SRC" checkout -q --detach "$tip"
+    fi
+fi
+if [ -n "$build" ]; then
+    [ -e "$SAN_SRC/.git" ] || die "no $SAN_SRC: run without --no-setup first"
+    COLO_FT_SRC=$SAN_SRC BUILD_DIR=$BUILD \
+        EXTRA_CONFIGURE_ARGS="--enable-asan --enable-ubsan" \
+        BUILD_TARGETS="qemu-system-x86_64 tests/qtest/migration-test" \
+        bash "$TOP/scripts/build.sh"
+fi
+[ -n "$tests" ] || exit 0
 
 logs=$BUILD/sanitizer-logs
 rm -rf "$logs"

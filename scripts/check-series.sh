@@ -1,28 +1,30 @@
 #!/bin/bash
-# Bisectability: build every prefix of the series and run the quick checks
-# (build, unit tests, migration-test subset) on each. Uses a second git work
-# tree and build directory so the developer's own stay untouched.
+# Bisectability: every prefix of the series builds, and every prefix that
+# changes QEMU itself passes the quick checks.
+#
+# The prefixes are checked out, one after the other, in the work tree and
+# build that make check uses (qemu/ and build/), so that CI builds QEMU once
+# for both: after make check, going back to the first prefix rebuilds only
+# what the series changes, and each later prefix is an incremental build.
+# The last prefix is the tip, so build/ ends up built for the tip, and the
+# work tree is put back on the branch.
+#
+# What a prefix runs is decided here, from the files its commit changes
+# (nothing else is trusted):
+#   code   a file outside tests/ and docs/ (MAINTAINERS aside): the build,
+#          the unit tests, precopy/tcp/plain and the COLO smoke set (pc,
+#          both failovers, with and without return path) where the prefix
+#          has the COLO tests
+#   build  tests or docs only: the build; the tests the prefix adds or
+#          changes run on the whole series, in make check
+#
+#   --all-tests  every pc COLO test on every code prefix
+#   --from N     start at prefix N (the skipped ones are reported as skipped)
+#   --skip-tip   build the whole series but leave its tests to make check,
+#                which runs every test on it (CI does this)
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
-bash "$TOP/scripts/deps.sh"
-bash "$TOP/scripts/worktree.sh"
-
-wt=$TOP/.series-check
-sbuild=$TOP/build-series
-if [ ! -e "$wt/.git" ]; then
-    git -C "$SRC" worktree prune
-    git -C "$SRC" worktree add -q --detach "$wt" "$BASE_TAG"
-fi
-
-commits=$(git -C "$SRC" rev-list --reverse "$BASE_TAG..$BRANCH")
-# Each prefix runs the quick checks of check.sh: the build, the unit
-# tests, precopy/tcp/plain, and of the pc COLO tests the smoke set and
-# those the prefix adds (the first prefix checked runs them all).
-# --all-tests: every pc COLO test on every prefix (about twice as long).
-# --from N: start at prefix N (while iterating on the last patches).
-# --skip-tip: leave out the whole series, which `make check` has just
-# built and tested with every test (CI does this).
 from=1 skip_tip= all_tests=
 while [ $# -gt 0 ]; do
     case $1 in
@@ -32,49 +34,69 @@ while [ $# -gt 0 ]; do
     *) die "usage: check-series.sh [--from N] [--skip-tip] [--all-tests]" ;;
     esac
 done
-# The tests of the last prefix checked, as check.sh listed them
-prev=$sbuild/.colo-ft-previous-tests
-rm -f "$prev" "$sbuild/.colo-ft-tests"
+
+bash "$TOP/scripts/deps.sh"
+# An earlier run that was killed may have left a prefix checked out.
+if [ -d "$SRC/.git" ] && ! qgit symbolic-ref -q HEAD >/dev/null &&
+   qgit merge-base --is-ancestor HEAD "$BRANCH" &&
+   [ -z "$(qgit status --porcelain --untracked-files=no)" ]; then
+    qgit checkout -q "$BRANCH"
+fi
+# Refuses a work tree with uncommitted changes or unexported commits, so
+# that checking out the prefixes cannot lose anything.
+bash "$TOP/scripts/worktree.sh"
+
+back_to_tip() {
+    qgit checkout -q "$BRANCH" || say "could not check out $BRANCH in $SRC"
+}
+trap back_to_tip EXIT
+
+# The class of a commit: "code" or "build" (see above).
+prefix_class() {
+    if qgit diff-tree --no-commit-id --name-only -r "$1" |
+       grep -qvE '^(docs/|tests/|MAINTAINERS$)'; then
+        echo code
+    else
+        echo build
+    fi
+}
+
+commits=$(qgit rev-list --reverse "$BASE_TAG..$BRANCH")
 total=$(echo "$commits" | grep -c . || true)
 [ "$total" -gt 0 ] || { say "the series is empty: nothing to check"; echo "0 passed, 0 failed"; exit 0; }
-i=0 bad=()
+i=0 good=0 skipped=0 bad=()
 for c in $commits; do
     i=$((i + 1))
-    subj=$(git -C "$SRC" log -1 --format=%s "$c")
+    subj=$(qgit log -1 --format=%s "$c")
     if [ "$i" -lt "$from" ]; then
-        echo "ok $i - prefix $i skipped (--from $from): $subj"
+        echo "ok $i - prefix $i # SKIP (--from $from): $subj"
+        skipped=$((skipped + 1))
         continue
     fi
+    class=$(prefix_class "$c")
+    level=$class
+    [ "$class" = build ] || [ -z "$all_tests" ] || level=all
     if [ -n "$skip_tip" ] && [ "$i" = "$total" ]; then
-        echo "ok $i - prefix $i skipped (--skip-tip: make check tests it): $subj"
-        continue
+        level=build
     fi
-    printf '\n==== prefix %d/%d: %s\n' "$i" "$total" "$subj"
-    git -C "$wt" checkout -q --detach "$c"
+    printf '\n==== prefix %d/%d (%s): %s\n' "$i" "$total" "$level" "$subj"
+    qgit checkout -q --detach "$c"
     start=$SECONDS
-    previous= colo_only=
-    if [ -z "$all_tests" ] && [ -f "$sbuild/.colo-ft-tests" ]; then
-        cp "$sbuild/.colo-ft-tests" "$prev"
-        previous=$prev
-    fi
-    # A patch to the COLO tests or the docs alone changes neither QEMU nor
-    # the code of the ordinary migration test: only COLO tests can change.
-    if [ -n "$previous" ] &&
-       ! git -C "$wt" diff-tree --no-commit-id --name-only -r "$c" |
-         grep -qvE '^(docs/|tests/qtest/migration/colo-tests\.c$)'; then
-        colo_only=yes
-    fi
-    if SRC=$wt BUILD_DIR=$sbuild COLO_FT_SRC=$wt PREVIOUS_TESTS=$previous \
-       COLO_ONLY=$colo_only bash "$TOP/scripts/check.sh" --quick; then
-        echo "ok $i - prefix $i builds and passes ($((SECONDS - start)) s): $subj"
+    if CHECK_LEVEL=$level bash "$TOP/scripts/check.sh" --quick; then
+        echo "ok $i - prefix $i ($level) passes ($((SECONDS - start)) s): $subj"
+        good=$((good + 1))
     else
-        echo "not ok $i - prefix $i fails: $subj"
+        echo "not ok $i - prefix $i ($level) fails ($((SECONDS - start)) s): $subj"
         bad+=("$i")
     fi
 done
+trap - EXIT
+back_to_tip
+
 echo
-echo "check-series: $((total - ${#bad[@]})) of $total prefixes good${bad[*]:+; failing: ${bad[*]}}"
-[ "$from" = 1 ] || echo "(prefixes 1 to $((from - 1)) were skipped, not checked)"
-[ -z "$skip_tip" ] || echo "(prefix $total, the whole series, was left to make check)"
-echo "$((total - ${#bad[@]})) passed, ${#bad[@]} failed"
+checked=$((total - skipped))
+echo "check-series: $good of $checked prefixes checked are good${bad[*]:+; failing: ${bad[*]}}"
+[ "$skipped" = 0 ] || echo "(prefixes 1 to $skipped were skipped, not checked)"
+[ -z "$skip_tip" ] || echo "(prefix $total, the whole series, was built; its tests are left to make check)"
+echo "$good passed, ${#bad[@]} failed"
 [ "${#bad[@]}" = 0 ]
