@@ -1,8 +1,9 @@
 #!/bin/bash
 # Write the work tree's branch back to patches/: one format-patch file per
 # commit since $BASE_TAG, and patches/series listing them in order. A commit
-# tagged 'baseline' marks the end of the minimal prefix that makes COLO run
-# (the benchmark's baseline); the series file records it as a comment line.
+# tagged 'baseline' marks the end of the minimal prefix that makes COLO run,
+# and keeps its secondary a replica (the benchmark's baseline); the series
+# file records it as a comment line.
 #
 #   --check   only compare; exit 1 if patches/ differs from the branch
 set -euo pipefail
@@ -24,13 +25,13 @@ baseline=$(qgit rev-parse -q --verify 'refs/tags/baseline^{commit}' || true)
 {
     echo "# COLO-FT patch series on Debian qemu $BASE_VERSION, applied in order."
     [ "$baseline" = "$(qgit rev-parse "$BASE_TAG")" ] &&
-        echo "# baseline: the patches above make COLO run at all (benchmark baseline)"
+        echo "# baseline: the patches above make COLO run at all, and correctly (benchmark baseline)"
     i=0
     for c in $(qgit rev-list --reverse "$BASE_TAG..$BRANCH"); do
         i=$((i + 1))
         ls "$out" | sed -n "${i}p"
         [ "$c" = "$baseline" ] &&
-            echo "# baseline: the patches above make COLO run at all (benchmark baseline)"
+            echo "# baseline: the patches above make COLO run at all, and correctly (benchmark baseline)"
     done
 } > "$out/series"
 
