@@ -48,4 +48,4 @@ soak:                 ## 1000 checkpoints, RSS of both sides over time
 	@bash $(S)/soak.sh $(ARGS)
 
 clean:                ## remove build directories (keeps the work tree)
-	rm -rf build build-series build-sanitizers
+	rm -rf build build-sanitizers
