@@ -102,6 +102,13 @@ run_test() {
 }
 
 mt=$BUILD/tests/qtest/migration-test
+if [ -z "$quick" ]; then
+    # The Linux guest of the pc/linux COLO tests (Debian's kernel and an
+    # initrd of guest/colo-init.c)
+    stage "Linux guest"
+    COLO_TEST_LINUX_DIR=$(bash "$TOP/scripts/linux-guest.sh")
+    export COLO_TEST_LINUX_DIR
+fi
 export QTEST_QEMU_BINARY=$BUILD/qemu-system-x86_64
 export QTEST_QEMU_IMG=$BUILD/qemu-img
 mapfile -t all < <("$mt" --full -l 2>/dev/null | grep '^/' || true)
