@@ -22,6 +22,7 @@ TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.environ.get("COLO_FT_SRC",
                                                os.path.join(TOP, "qemu")),
                                 "python"))
+from qemu.qmp import ConnectError  # noqa: E402
 from qemu.qmp.legacy import QEMUMonitorProtocol  # noqa: E402
 
 
@@ -129,10 +130,14 @@ class Vm:
                     self.qmp = QEMUMonitorProtocol(self.sock)
                     self.qmp.connect()
                     break
-                except OSError:
+                # The socket file exists a moment before QEMU listens on
+                # it: qemu.qmp then raises ConnectError, not OSError.
+                except (OSError, ConnectError):
                     self.qmp = None
             time.sleep(0.02)
         if self.qmp is None:
+            self.proc.kill()
+            self.proc.wait()
             raise RuntimeError(f"{name}: no QMP socket")
         self.events = []
 
