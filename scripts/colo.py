@@ -276,7 +276,6 @@ class ColoPair:
         size = (self.mem_end - TEST_MEM_START) >> 20
         self.xbzrle_cache = (1 << size.bit_length()) << 20 if xbzrle else None
         write_bootsect(self.src, boot, sweep_delay, mem_end, hot_pages)
-        self.port = free_port()
         datadir = os.environ.get("COLO_FT_DATADIR")
         common = ["-L", datadir] if datadir else []
         common += ["-machine", f"{machine}", "-accel", accel,
@@ -285,15 +284,27 @@ class ColoPair:
                             "file.locking=off",
                   "-device", "ide-hd,drive=d0,secs=1,cyls=1,heads=1",
                   *extra]
+        self.common = common
         # With a link, each side in its own namespace: two hosts
         self.link = Link(link) if link else None
-        self.host = Link.ADDR[1] if link else "127.0.0.1"
-        self.secondary = Vm("secondary", qemu, self.workdir,
-                            common + ["-incoming",
-                                      f"tcp:{self.host}:{self.port}"],
-                            self.link.prefix(1) if link else ())
+        # Secondaries started so far, to name the next one's files
+        self.secondaries = 0
+        self.secondary = self._incoming("secondary", 1)
         self.primary = Vm("primary", qemu, self.workdir, common,
                           self.link.prefix(0) if link else ())
+        self.primary.host = 0
+
+    def _incoming(self, name, host):
+        """A QEMU on HOST (0 or 1: the link's namespace, if there is a
+        link) that waits for the primary's migration."""
+        addr = Link.ADDR[host] if self.link else "127.0.0.1"
+        uri = f"tcp:{addr}:{free_port()}"
+        vm = Vm(name, self.qemu, self.workdir,
+                self.common + ["-incoming", uri],
+                self.link.prefix(host) if self.link else ())
+        vm.host, vm.uri = host, uri
+        self.secondaries += 1
+        return vm
 
     def caps(self):
         caps = [{"capability": "x-colo", "state": True},
@@ -326,7 +337,7 @@ class ColoPair:
                          **{"x-checkpoint-delay": self.checkpoint_delay,
                             "max-bandwidth": 1000 * 1000 * 1000,
                             "downtime-limit": 30 * 1000})
-        self.primary.cmd("migrate", uri=f"tcp:{self.host}:{self.port}")
+        self.primary.cmd("migrate", uri=self.secondary.uri)
         self.primary.wait_event("MIGRATION", timeout,
                                 match={"status": "colo"})
         self.secondary.wait_event("MIGRATION", timeout,
@@ -388,6 +399,21 @@ class ColoPair:
         self.primary.cmd("yank", instances=[{"type": "migration"}])
         self.primary.cmd("x-colo-lost-heartbeat")
         self.primary.wait_event("COLO_EXIT", 30)
+
+    def reprotect(self, timeout=120):
+        """After a failover: a fresh secondary, with the first one's
+        command line, on the lost side's host, joins the survivor, which
+        is the new pair's primary. Wait for COLO, as start() does."""
+        survivor = self.primary if self.primary.alive() else self.secondary
+        lost = self.secondary if survivor is self.primary else self.primary
+        lost.kill()
+        # What the survivor reported as a secondary, or of the old pair
+        survivor.poll_events()
+        survivor.events = []
+        self.primary = survivor
+        self.secondary = self._incoming(f"secondary{self.secondaries + 1}",
+                                        lost.host)
+        self.start(timeout)
 
     def close(self):
         for vm in (getattr(self, "primary", None),

@@ -5,7 +5,9 @@ Starts a primary and a secondary QEMU (memory-only COLO: no block
 replication, no colo-compare) running a guest that rewrites 99 MiB of its
 memory continuously, lets them checkpoint, prints the primary's pause at
 every checkpoint and what each carried, then kills the primary and fails
-over to the secondary, which carries on from the last checkpoint.
+over to the secondary, which carries on from the last checkpoint. Then it
+re-protects the survivor: a fresh secondary joins it, the new pair
+checkpoints, and the survivor is lost in turn, to the newest secondary.
 """
 
 import argparse
@@ -76,6 +78,10 @@ def main():
                     help="keep the primary stopped until the secondary has"
                     " loaded each checkpoint (default: x-colo-early-resume,"
                     " it resumes once the secondary has received it)")
+    ap.add_argument("--reprotect-checkpoints", type=int, default=10,
+                    help="after the failover, checkpoints of the survivor"
+                    " with a fresh secondary, before it is lost in turn"
+                    " (0: end with the first failover)")
     args = ap.parse_args()
     background = None
     if args.background:
@@ -108,58 +114,79 @@ def main():
     try:
         pair.start()
         print("Both sides are in the colo state.\n")
-        print(f"{'ckpt':>4}  {'pause ms':>8}  {'pages':>7}  {'sent MiB':>8}"
-              f"  {'device KiB':>10}  {'bg MiB':>7}  {'wasted MiB':>10}")
-        pauses = []
-        sent = []
-        bg_prev = wasted_prev = 0
-        for i, (pause, info) in enumerate(
-                pair.checkpoint_pauses(args.checkpoints), 1):
-            c = info.get("colo", {})
-            pauses.append(pause * 1000)
-            sent.append(c.get("last-bytes", 0) / 2**20)
-            bg = c.get("background-bytes", 0)
-            wasted = c.get("background-wasted-bytes", 0)
-            print(f"{i:>4}  {pause * 1000:>8.1f}  {c.get('last-pages', 0):>7}"
-                  f"  {sent[-1]:>8.1f}"
-                  f"  {c.get('last-device-bytes', 0) / 1024:>10.1f}"
-                  f"  {(bg - bg_prev) / 2**20:>7.1f}"
-                  f"  {(wasted - wasted_prev) / 2**20:>10.1f}",
-                  flush=True)
-            bg_prev, wasted_prev = bg, wasted
-        print()
-        print(summary("primary pause", pauses))
-        print(summary("sent in pause", sent, "MiB"))
-        sec = pair.secondary.cmd("query-migrate").get("colo", {})
-        # With early resume the secondary may still be loading the last one
-        done = info.get("colo", {}).get("checkpoints", 0)
-        for _ in range(100):
-            if not sec or sec["checkpoints"] >= done:
-                break
-            time.sleep(0.02)
-            sec = pair.secondary.cmd("query-migrate").get("colo", {})
-        if sec:
-            print(f"secondary:     {sec['checkpoints']} checkpoints, "
-                  f"average pause {sec['average-pause'] / 1000:.1f} ms, "
-                  f"last cache flush {sec['last-flush'] / 1000:.1f} ms")
-
-        print("\nKilling the primary (SIGKILL) and failing over to the "
-              "secondary...")
-        pair.failover_to_secondary()
-        status = pair.secondary.cmd("query-status")
-        before = guest_counters(pair.secondary, mem_end)
-        time.sleep(1)
-        after = guest_counters(pair.secondary, mem_end)
-        written = sum(a != b for a, b in zip(before, after))
-        consistent = colo.guest_ram_consistent(pair.secondary, mem_end)
-        print(f"secondary: {status['status']}, the guest wrote {written} "
-              f"pages in 1 s, memory "
-              f"{'consistent' if consistent else 'INCONSISTENT'}")
-        ok = status["running"] and written and consistent
-        print("The secondary carries on." if ok else "FAILOVER FAILED")
+        show_checkpoints(pair, args.checkpoints)
+        ok = fail_over(pair, mem_end)
+        if ok and args.reprotect_checkpoints:
+            print("\nRe-protecting the survivor: a fresh secondary with the "
+                  "first one's command line joins it...")
+            pair.reprotect()
+            print("Both sides are in the colo state again, the survivor is "
+                  "the new primary.\n")
+            show_checkpoints(pair, args.reprotect_checkpoints)
+            ok = fail_over(pair, mem_end)
         return 0 if ok else 1
     finally:
         pair.close()
+
+
+def show_checkpoints(pair, count):
+    """Print COUNT checkpoints of PAIR, then their summary."""
+    print(f"{'ckpt':>4}  {'pause ms':>8}  {'pages':>7}  {'sent MiB':>8}"
+          f"  {'device KiB':>10}  {'bg MiB':>7}  {'wasted MiB':>10}")
+    pauses = []
+    sent = []
+    bg_prev = wasted_prev = None
+    for i, (pause, info) in enumerate(pair.checkpoint_pauses(count), 1):
+        c = info.get("colo", {})
+        pauses.append(pause * 1000)
+        sent.append(c.get("last-bytes", 0) / 2**20)
+        bg = c.get("background-bytes", 0)
+        wasted = c.get("background-wasted-bytes", 0)
+        if bg_prev is None:
+            bg_prev, wasted_prev = bg, wasted
+        print(f"{i:>4}  {pause * 1000:>8.1f}  {c.get('last-pages', 0):>7}"
+              f"  {sent[-1]:>8.1f}"
+              f"  {c.get('last-device-bytes', 0) / 1024:>10.1f}"
+              f"  {(bg - bg_prev) / 2**20:>7.1f}"
+              f"  {(wasted - wasted_prev) / 2**20:>10.1f}",
+              flush=True)
+        bg_prev, wasted_prev = bg, wasted
+    print()
+    print(summary("primary pause", pauses))
+    print(summary("sent in pause", sent, "MiB"))
+    sec = pair.secondary.cmd("query-migrate").get("colo", {})
+    # With early resume the secondary may still be loading the last one
+    done = info.get("colo", {}).get("checkpoints", 0)
+    for _ in range(100):
+        if not sec or sec["checkpoints"] >= done:
+            break
+        time.sleep(0.02)
+        sec = pair.secondary.cmd("query-migrate").get("colo", {})
+    if sec:
+        print(f"secondary:     {sec['checkpoints']} checkpoints, "
+              f"average pause {sec['average-pause'] / 1000:.1f} ms, "
+              f"last cache flush {sec['last-flush'] / 1000:.1f} ms")
+
+
+def fail_over(pair, mem_end):
+    """Kill PAIR's primary, fail over to its secondary, and say whether
+    the secondary's guest runs on from one consistent state."""
+    print(f"\nKilling the primary (started as '{pair.primary.name}', "
+          f"SIGKILL) and failing over to the secondary (started as "
+          f"'{pair.secondary.name}')...")
+    pair.failover_to_secondary()
+    status = pair.secondary.cmd("query-status")
+    before = guest_counters(pair.secondary, mem_end)
+    time.sleep(1)
+    after = guest_counters(pair.secondary, mem_end)
+    written = sum(a != b for a, b in zip(before, after))
+    consistent = colo.guest_ram_consistent(pair.secondary, mem_end)
+    print(f"{pair.secondary.name}: {status['status']}, the guest wrote "
+          f"{written} pages in 1 s, memory "
+          f"{'consistent' if consistent else 'INCONSISTENT'}")
+    ok = status["running"] and written and consistent
+    print("The secondary carries on." if ok else "FAILOVER FAILED")
+    return ok
 
 
 if __name__ == "__main__":
