@@ -52,7 +52,7 @@ if [ -n "$build" ]; then
     [ -e "$SAN_SRC/.git" ] || die "no $SAN_SRC: run without --no-setup first"
     COLO_FT_SRC=$SAN_SRC BUILD_DIR=$BUILD \
         EXTRA_CONFIGURE_ARGS="--enable-asan --enable-ubsan" \
-        BUILD_TARGETS="qemu-system-x86_64 tests/qtest/migration-test" \
+        BUILD_TARGETS="qemu-system-x86_64 qemu-img tests/qtest/migration-test" \
         bash "$TOP/scripts/build.sh"
 fi
 [ -n "$tests" ] || exit 0
@@ -65,6 +65,8 @@ mkdir -p "$logs"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$logs/asan"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:abort_on_error=1:log_path=$logs/ubsan"
 export QTEST_QEMU_BINARY=$BUILD/qemu-system-x86_64
+# The block replication tests make and read their images with it
+export QTEST_QEMU_IMG=$BUILD/qemu-img
 mt=$BUILD/tests/qtest/migration-test
 
 failed=()
