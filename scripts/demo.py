@@ -135,15 +135,14 @@ def show_checkpoints(pair, count):
           f"  {'device KiB':>10}  {'bg MiB':>7}  {'wasted MiB':>10}")
     pauses = []
     sent = []
-    bg_prev = wasted_prev = None
+    # COLO's statistics start from 0 with each pair
+    bg_prev = wasted_prev = 0
     for i, (pause, info) in enumerate(pair.checkpoint_pauses(count), 1):
         c = info.get("colo", {})
         pauses.append(pause * 1000)
         sent.append(c.get("last-bytes", 0) / 2**20)
         bg = c.get("background-bytes", 0)
         wasted = c.get("background-wasted-bytes", 0)
-        if bg_prev is None:
-            bg_prev, wasted_prev = bg, wasted
         print(f"{i:>4}  {pause * 1000:>8.1f}  {c.get('last-pages', 0):>7}"
               f"  {sent[-1]:>8.1f}"
               f"  {c.get('last-device-bytes', 0) / 1024:>10.1f}"
