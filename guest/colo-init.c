@@ -17,15 +17,36 @@
  *    rounds, so that a test sees that it runs.
  * Anything wrong ends in a line with MISMATCH; the kernel's own Oops, BUG
  * or panic show on the console too.
+ *
+ * With colo_service=PORT on the kernel's command line (the kernel hands
+ * it to init as an environment variable), the guest is also what a COLO
+ * user runs: a TCP service with a disk, for the full-stack tests of
+ * scripts/fullstack.py. It loads the modules listed in /modules/order,
+ * gives eth0 the address colo_ip=A.B.C.D/N, and serves one client at a
+ * time on PORT, one request per line:
+ *  - "w N": write record N to sector N of /dev/vda (O_DIRECT | O_DSYNC:
+ *    on the disk when the reply leaves) and reply "ok N";
+ *  - "c N": read sectors 1..N back and reply "good N", or "bad K" for
+ *    the first sector K that does not hold record K.
+ * The checks above keep running beside it, at the lowest priority and
+ * without the module (which might be the NIC's).
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,8 +56,10 @@
 #define ROUNDS_PER_LINE 512
 #define ROUNDS_PER_CODE 16
 #define ROUNDS_PER_MODULE 256
-#define MODULE_PATH "/e1000.ko"
+#define MODULE_PATH "/modules/e1000.ko"
 #define MODULE_NAME "e1000"
+#define SECTOR 512
+#define DISK "/dev/vda"
 
 static int console = -1;
 
@@ -81,13 +104,12 @@ static void load_module(int round)
     close(fd);
 }
 
-int main(void)
+/* The checks; with @modules, it also loads and unloads MODULE_PATH */
+static int check_loop(int modules)
 {
     uint8_t *code, *data;
     uint32_t round;
 
-    mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
-    console = open("/dev/console", O_WRONLY | O_NOCTTY);
     code = mmap(NULL, PAGE, PROT_READ | PROT_WRITE | PROT_EXEC,
                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     data = mmap(NULL, WORKING_SET_PAGES * PAGE, PROT_READ | PROT_WRITE,
@@ -123,11 +145,236 @@ int main(void)
             }
             w[0] = round;
         }
-        if (round % ROUNDS_PER_MODULE == 0) {
+        if (modules && round % ROUNDS_PER_MODULE == 0) {
             load_module(round);
         }
         if (round % ROUNDS_PER_LINE == 0) {
             say("colo-guest: round %u\n", round);
         }
     }
+}
+
+/* Load the modules named in /modules/order, one per line, in that order */
+static void load_modules(void)
+{
+    char name[64], path[96];
+    FILE *order = fopen("/modules/order", "r");
+
+    while (order && fgets(name, sizeof(name), order)) {
+        int fd;
+
+        name[strcspn(name, "\n")] = 0;
+        snprintf(path, sizeof(path), "/modules/%s.ko", name);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || syscall(SYS_finit_module, fd, "", 0) != 0) {
+            say("colo-guest: cannot load %s: %s\n", path, strerror(errno));
+        }
+        if (fd >= 0) {
+            close(fd);
+        }
+    }
+    if (order) {
+        fclose(order);
+    }
+}
+
+/* Give eth0 @cidr ("A.B.C.D/N") and bring it up */
+static int configure_eth0(const char *cidr)
+{
+    struct ifreq ifr = { .ifr_name = "eth0" };
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+    char addr[32];
+    int prefix = 24, s, ret = 0;
+    const char *slash = strchr(cidr, '/');
+
+    snprintf(addr, sizeof(addr), "%.*s",
+             slash ? (int)(slash - cidr) : (int)strlen(cidr), cidr);
+    if (slash) {
+        prefix = atoi(slash + 1);
+    }
+    s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sin->sin_family = AF_INET;
+    if (s < 0 || inet_pton(AF_INET, addr, &sin->sin_addr) != 1 ||
+        ioctl(s, SIOCSIFADDR, &ifr) < 0) {
+        ret = -1;
+    }
+    sin->sin_addr.s_addr = htonl(prefix ? ~0u << (32 - prefix) : 0);
+    if (ret || ioctl(s, SIOCSIFNETMASK, &ifr) < 0 ||
+        ioctl(s, SIOCGIFFLAGS, &ifr) < 0) {
+        ret = -1;
+    } else {
+        ifr.ifr_flags |= IFF_UP;
+        ret = ioctl(s, SIOCSIFFLAGS, &ifr);
+    }
+    if (s >= 0) {
+        close(s);
+    }
+    return ret;
+}
+
+/* Record @n as the service writes it: its number, then a pattern of it */
+static void fill_record(uint8_t *buf, uint32_t n)
+{
+    int len = snprintf((char *)buf, SECTOR, "colo-record %u\n", n);
+
+    for (int i = len; i < SECTOR; i++) {
+        buf[i] = (uint8_t)(n * 31 + i);
+    }
+}
+
+/* "c N": the first sector of 1..@n that does not hold its record, or 0 */
+static uint32_t check_records(int disk, uint8_t *buf, uint8_t *want,
+                              uint32_t n)
+{
+    for (uint32_t k = 1; k <= n; k++) {
+        fill_record(want, k);
+        if (pread(disk, buf, SECTOR, (off_t)k * SECTOR) != SECTOR ||
+            memcmp(buf, want, SECTOR)) {
+            return k;
+        }
+    }
+    return 0;
+}
+
+/* Answer one request line @req into @reply */
+static void serve_request(int disk, uint8_t *buf, uint8_t *want,
+                          const char *req, char *reply, size_t size)
+{
+    char op = 0;
+    uint32_t n = 0, bad;
+
+    if (sscanf(req, "%c %u", &op, &n) != 2 || n == 0) {
+        snprintf(reply, size, "err bad request\n");
+    } else if (op == 'w') {
+        fill_record(buf, n);
+        if (pwrite(disk, buf, SECTOR, (off_t)n * SECTOR) != SECTOR) {
+            snprintf(reply, size, "err write %u: %s\n", n, strerror(errno));
+        } else {
+            snprintf(reply, size, "ok %u\n", n);
+        }
+    } else if (op == 'c') {
+        bad = check_records(disk, buf, want, n);
+        if (bad) {
+            snprintf(reply, size, "bad %u\n", bad);
+        } else {
+            snprintf(reply, size, "good %u\n", n);
+        }
+    } else {
+        snprintf(reply, size, "err bad request\n");
+    }
+}
+
+/* Serve the connection @c until the client closes it */
+static void serve_client(int c, int disk)
+{
+    static uint8_t buf[SECTOR] __attribute__((aligned(SECTOR)));
+    static uint8_t want[SECTOR];
+    char line[128], reply[128];
+    size_t used = 0;
+    int one = 1;
+
+    setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    for (;;) {
+        ssize_t got = read(c, line + used, sizeof(line) - 1 - used);
+        char *nl;
+
+        if (got <= 0) {
+            return;
+        }
+        used += got;
+        line[used] = 0;
+        while ((nl = strchr(line, '\n'))) {
+            *nl = 0;
+            serve_request(disk, buf, want, line, reply, sizeof(reply));
+            if (write(c, reply, strlen(reply)) < 0) {
+                return;
+            }
+            used -= nl + 1 - line;
+            memmove(line, nl + 1, used + 1);
+        }
+        if (used == sizeof(line) - 1) {
+            return;
+        }
+    }
+}
+
+static int open_disk(void)
+{
+    for (int i = 0; i < 100; i++) {
+        int disk = open(DISK, O_RDWR | O_DIRECT | O_DSYNC | O_CLOEXEC);
+
+        if (disk >= 0) {
+            return disk;
+        }
+        usleep(100 * 1000);
+    }
+    say("colo-guest: cannot open " DISK ": %s\n", strerror(errno));
+    return -1;
+}
+
+static int listen_on(int port)
+{
+    struct sockaddr_in sin = {
+        .sin_family = AF_INET,
+        .sin_port = htons(port),
+        .sin_addr.s_addr = htonl(INADDR_ANY),
+    };
+    int one = 1, s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (s < 0 ||
+        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        bind(s, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
+        listen(s, 4) < 0) {
+        say("colo-guest: cannot listen on %d: %s\n", port, strerror(errno));
+        return -1;
+    }
+    return s;
+}
+
+static int service(int port, const char *cidr)
+{
+    int disk, s;
+
+    load_modules();
+    if (!cidr || configure_eth0(cidr) < 0) {
+        say("colo-guest: cannot configure eth0 as %s: %s\n",
+            cidr ? cidr : "(no colo_ip)", strerror(errno));
+        return 1;
+    }
+    disk = open_disk();
+    s = listen_on(port);
+    if (disk < 0 || s < 0) {
+        return 1;
+    }
+    if (fork() == 0) {
+        (void)!nice(19);
+        return check_loop(0);
+    }
+    say("colo-guest: service on port %d\n", port);
+    for (;;) {
+        int c = accept4(s, NULL, NULL, SOCK_CLOEXEC);
+
+        if (c >= 0) {
+            say("colo-guest: client connected\n");
+            serve_client(c, disk);
+            close(c);
+            say("colo-guest: client gone\n");
+        }
+    }
+}
+
+int main(void)
+{
+    const char *port = getenv("colo_service");
+
+    mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
+    console = open("/dev/console", O_WRONLY | O_NOCTTY);
+    if (port) {
+        service(atoi(port), getenv("colo_ip"));
+        say("colo-guest: service failed\n");
+        for (;;) {
+            pause();
+        }
+    }
+    return check_loop(1);
 }

@@ -151,6 +151,19 @@ for t in "${MIGRATION_TESTS[@]}" "${colo[@]}"; do
     result "$t" "$rc"
 done
 
+if [ -z "$quick" ]; then
+    # The whole COLO stack end to end: block replication, the COLO proxy,
+    # the Linux guest's TCP service and a client (scripts/fullstack.py).
+    # Needs root for its namespaces, bridges and taps; says so otherwise.
+    stage "full stack (block replication + COLO proxy, Linux guest, client)"
+    start=$SECONDS rc=0
+    timeout -k 10 1200 "$PYTHON" "$TOP/scripts/check-fullstack.py" \
+        --qemu "$BUILD/qemu-system-x86_64" \
+        --linux-dir "$COLO_TEST_LINUX_DIR" || rc=$?
+    echo "# full stack: $((SECONDS - start)) s"
+    result "full stack" "$rc"
+fi
+
 if [ -n "$bg" ]; then
     rc=0
     wait "$bg_pid" || rc=$?

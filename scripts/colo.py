@@ -148,8 +148,8 @@ class Vm:
         except OSError:
             return ""
 
-    def cmd(self, name, **args):
-        return self.qmp.cmd(name, **args)
+    def cmd(self, command, /, **args):
+        return self.qmp.cmd(command, **args)
 
     def poll_events(self, wait=False):
         try:

@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """The main job: a COLO pair on this machine.
 
-Starts a primary and a secondary QEMU (memory-only COLO: no block
+As root, with --linux-dir (demo.sh gives it), the whole stack: see
+scripts/demo_fullstack.py. Otherwise, or with --memory-only, this:
+starts a primary and a secondary QEMU (memory-only COLO: no block
 replication, no colo-compare) running a guest that rewrites 99 MiB of its
 memory continuously, lets them checkpoint, prints the primary's pause at
 every checkpoint and what each carried, then kills the primary and fails
@@ -41,6 +43,12 @@ def guest_counters(vm, end):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--qemu", required=True)
+    ap.add_argument("--linux-dir",
+                    help="the Linux guest (scripts/linux-guest.sh): show"
+                    " the whole COLO stack with a client (needs root)")
+    ap.add_argument("--memory-only", action="store_true",
+                    help="a memory-only pair (no disk, no network) with a"
+                    " guest that rewrites its RAM, and its checkpoints")
     ap.add_argument("--machine", default="pc")
     ap.add_argument("--checkpoints", type=int, default=30)
     ap.add_argument("--delay", type=int, default=1000,
@@ -83,6 +91,12 @@ def main():
                     " with a fresh secondary, before it is lost in turn"
                     " (0: end with the first failover)")
     args = ap.parse_args()
+    if args.linux_dir and not args.memory_only:
+        if os.geteuid() == 0:
+            import demo_fullstack
+            return demo_fullstack.run(args.qemu, args.linux_dir)
+        print("The whole COLO stack needs root (network namespaces, "
+              "bridges, taps): showing a memory-only pair instead.\n")
     background = None
     if args.background:
         background = {k: v for k, v in (

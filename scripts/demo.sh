@@ -1,10 +1,16 @@
 #!/bin/bash
-# make demo: set everything up, then run a COLO pair on this machine and
-# show its checkpoint pauses and a failover (scripts/demo.py).
+# make demo: set everything up, then run scripts/demo.py: as root, the whole
+# COLO stack with a client (the Linux guest, made by linux-guest.sh);
+# otherwise, or with ARGS=--memory-only, a memory-only pair, its checkpoint
+# pauses, a failover and a re-protection.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
 bash "$TOP/scripts/deps.sh"
 bash "$TOP/scripts/worktree.sh"
 bash "$TOP/scripts/build.sh"
-exec "$PYTHON" "$TOP/scripts/demo.py" --qemu "$BUILD/qemu-system-x86_64" "$@"
+linux=()
+if [ "$(id -u)" = 0 ] && [[ " $* " != *" --memory-only "* ]]; then
+    linux=(--linux-dir "$(bash "$TOP/scripts/linux-guest.sh")")
+fi
+exec "$PYTHON" "$TOP/scripts/demo.py" --qemu "$BUILD/qemu-system-x86_64" "${linux[@]}" "$@"

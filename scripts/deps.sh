@@ -3,7 +3,9 @@
 #  - a deb-src entry for unstable (the pinned qemu source package lives there)
 #  - bookworm-backports (meson >= 1.5, python3-pycotap)
 #  - QEMU's build and test dependencies and the firmware the +ds repack lacks
-#  - with --bench, also what the benchmark needs (matplotlib, iproute2)
+#  - iproute2, for the namespaces, bridges and taps of the full-stack test
+#    and demo
+#  - with --bench, also what the benchmark needs (matplotlib)
 set -euo pipefail
 
 SUDO=
@@ -14,10 +16,11 @@ fi
 
 PKGS=(build-essential dpkg-dev git make pkg-config flex bison ninja-build
       python3 python3-venv python3-setuptools libglib2.0-dev libpixman-1-dev
-      zlib1g-dev libslirp-dev libfdt-dev seabios ipxe-qemu xz-utils perl)
+      zlib1g-dev libslirp-dev libfdt-dev seabios ipxe-qemu xz-utils perl
+      iproute2)
 BPO_PKGS=(meson python3-pycotap)
 if [ "${1:-}" = "--bench" ]; then
-    PKGS+=(python3-matplotlib iproute2)
+    PKGS+=(python3-matplotlib)
 fi
 
 LIST=/etc/apt/sources.list.d/colo-ft.sources

@@ -1,10 +1,16 @@
 #!/bin/bash
 # The COLO tests' Linux guest: Debian's kernel (apt-get download and dpkg -x,
 # nothing installed), and an initrd made here whose init is guest/colo-init.c,
-# built static, with one module of that kernel (e1000) for it to load.
+# built static, with the modules of that kernel it needs: e1000 (which the
+# checks also load and unload), virtio-net and virtio-blk for the full-stack
+# guest's NIC and disk.
 # Prints the directory that holds vmlinuz and initrd.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
+
+# In the order they load (each after what it needs)
+MODULES=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev
+         virtio_pci failover net_failover virtio_net virtio_blk e1000)
 
 kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
        sed -n 's/^ *Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -1)
@@ -18,26 +24,38 @@ if [ -f "$out/vmlinuz" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
     exit 0
 fi
 
+have_modules() {
+    for m in "${MODULES[@]}"; do
+        [ -f "$out/modules/$m.ko" ] || return 1
+    done
+}
+
 mkdir -p "$out"
-if [ ! -f "$out/vmlinuz" ]; then
+if [ ! -f "$out/vmlinuz" ] || ! have_modules; then
     say "downloading $kpkg"
     tmp=$(mktemp -d)
     (cd "$tmp" && apt-get download -q "$kpkg" >/dev/null 2>&1) ||
         die "apt-get download $kpkg failed"
     dpkg -x "$tmp"/"$kpkg"_*.deb "$tmp/x"
     kver=${kpkg#linux-image-}
+    mkdir -p "$out/modules"
+    for m in "${MODULES[@]}"; do
+        f=$(find "$tmp/x/lib/modules" -name "$m.ko" | head -1)
+        [ -n "$f" ] || die "$kpkg has no $m.ko"
+        cp "$f" "$out/modules/$m.ko"
+    done
     cp "$tmp/x/boot/vmlinuz-$kver" "$out/vmlinuz.new"
-    cp "$(find "$tmp/x/lib/modules" -name e1000.ko | head -1)" "$out/e1000.ko"
     mv "$out/vmlinuz.new" "$out/vmlinuz"
-    rm -rf "$tmp"
+    rm -rf "$tmp" "$out/e1000.ko"
 fi
 
 say "building the guest's initrd"
 gcc -static -O2 -Wall -Werror -o "$out/init" "$init_src"
-# An uncompressed newc cpio archive: /init, /e1000.ko and /dev.
-"$PYTHON" - "$out" <<'PY'
+# An uncompressed newc cpio archive: /init, /modules (the .ko files and
+# their load order) and /dev.
+"$PYTHON" - "$out" "${MODULES[@]}" <<'PY'
 import os, sys
-out = sys.argv[1]
+out, modules = sys.argv[1], sys.argv[2:]
 def entry(f, ino, name, mode, data=b""):
     hdr = "070701" + "".join("%08x" % v for v in (
         ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name) + 1, 0))
@@ -48,9 +66,13 @@ def entry(f, ino, name, mode, data=b""):
 with open(os.path.join(out, "initrd.new"), "wb") as f:
     entry(f, 1, "dev", 0o40755)
     entry(f, 2, "init", 0o100755, open(os.path.join(out, "init"), "rb").read())
-    entry(f, 3, "e1000.ko", 0o100644,
-          open(os.path.join(out, "e1000.ko"), "rb").read())
-    entry(f, 4, "TRAILER!!!", 0)
+    entry(f, 3, "modules", 0o40755)
+    entry(f, 4, "modules/order", 0o100644,
+          "".join(m + "\n" for m in modules).encode())
+    for i, m in enumerate(modules):
+        path = os.path.join(out, "modules", m + ".ko")
+        entry(f, 5 + i, f"modules/{m}.ko", 0o100644, open(path, "rb").read())
+    entry(f, 5 + len(modules), "TRAILER!!!", 0)
 os.rename(os.path.join(out, "initrd.new"), os.path.join(out, "initrd"))
 PY
 echo "$want" >"$stamp"

@@ -1,0 +1,502 @@
+"""COLO as users deploy it, on one machine: block replication and the COLO
+proxy, a Linux guest with a NIC and a disk, a TCP service in it and a
+client outside that holds one connection.
+
+The hosts are network namespaces that this module creates and deletes
+(root only); nothing leaves them:
+
+    primary host (ns ...p)          secondary host (ns ...s)
+      br0: tap0 + lan0                br0: tap0 + lan0
+      colo0 10.77.0.1  ------------  colo0 10.77.0.2      the COLO link:
+            |                                |            migration, NBD,
+            +---------- LAN switch ----------+            the proxy's sockets
+                       (ns ...n, bridge)
+                              |
+                    client (ns ...c) 10.78.0.100
+
+The guest (scripts/linux-guest.sh, guest/colo-init.c with colo_service)
+answers on 10.78.0.10:7000; both QEMUs give it the same MAC. The setup is
+qemu/docs/COLO-FT.txt's, over QMP alone: colo-compare, filter-mirror and
+filter-redirectors on the primary, filter-redirectors and filter-rewriter
+on the secondary, quorum + replication over NBD for the disk.
+"""
+
+import ctypes
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+
+import colo
+
+COLO_NET = ("10.77.0.1", "10.77.0.2")
+GUEST_IP = "10.78.0.10"
+CLIENT_IP = "10.78.0.100"
+GUEST_MAC = "52:54:00:c0:10:01"
+SERVICE_PORT = 7000
+MIGRATE_PORT, NBD_PORT, MIRROR_PORT, COMPARE_PORT = 9998, 9999, 9003, 9004
+DISK_MB = 16
+# What a guest's console must never show
+BAD_CONSOLE = ("MISMATCH", "Oops", "BUG:", "Kernel panic", "WARNING:",
+               "service failed", "cannot ")
+
+
+def run(*args, check=True):
+    return subprocess.run(args, check=check, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE)
+
+
+class Hosts:
+    """The namespaces and links of the picture above."""
+
+    def __init__(self):
+        tag = f"cf{os.getpid() % 100000}"
+        self.tag = tag
+        self.ns = {h: tag + h for h in "pscn"}
+        self.made = []
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    def ip(self, host, *args):
+        run("ip", "-n", self.ns[host], *args)
+
+    def _veth(self, a, a_name, b, b_name):
+        tmp = (self.tag + "x" + a_name[-1], self.tag + "y" + b_name[-1])
+        run("ip", "link", "add", tmp[0], "type", "veth", "peer", "name",
+            tmp[1])
+        for host, t, name in ((a, tmp[0], a_name), (b, tmp[1], b_name)):
+            run("ip", "link", "set", t, "netns", self.ns[host])
+            self.ip(host, "link", "set", t, "name", name)
+            self.ip(host, "link", "set", name, "up")
+
+    def _build(self):
+        for host, ns in self.ns.items():
+            run("ip", "netns", "add", ns)
+            self.made.append(ns)
+            run("ip", "netns", "exec", ns, "sysctl", "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1")
+            self.ip(host, "link", "set", "lo", "up")
+        self._veth("p", "colo0", "s", "colo0")
+        self.ip("p", "addr", "add", COLO_NET[0] + "/24", "dev", "colo0")
+        self.ip("s", "addr", "add", COLO_NET[1] + "/24", "dev", "colo0")
+        self.ip("n", "link", "add", "lan", "type", "bridge", "stp_state",
+                "0")
+        self.ip("n", "link", "set", "lan", "up")
+        for host in "psc":
+            self._veth(host, "lan0", "n", "port" + host)
+            self.ip("n", "link", "set", "port" + host, "master", "lan")
+        self.ip("c", "addr", "add", CLIENT_IP + "/24", "dev", "lan0")
+        for host in "ps":
+            self.ip(host, "link", "add", "br0", "type", "bridge",
+                    "stp_state", "0")
+            self.ip(host, "tuntap", "add", "dev", "tap0", "mode", "tap")
+            for dev in ("tap0", "lan0"):
+                self.ip(host, "link", "set", dev, "master", "br0")
+            for dev in ("tap0", "br0"):
+                self.ip(host, "link", "set", dev, "up")
+
+    def prefix(self, host):
+        return ["ip", "netns", "exec", self.ns[host]]
+
+    def enter(self, host):
+        """Move the calling thread into HOST's network namespace."""
+        libc = ctypes.CDLL(None, use_errno=True)
+        with open(f"/run/netns/{self.ns[host]}") as f:
+            if libc.setns(f.fileno(), 0x40000000) != 0:   # CLONE_NEWNET
+                raise OSError(ctypes.get_errno(), "setns")
+
+    def close(self):
+        while self.made:
+            subprocess.run(["ip", "netns", "del", self.made.pop()],
+                           stderr=subprocess.DEVNULL)
+
+
+class Client(threading.Thread):
+    """One TCP connection to the guest's service, from the client's
+    namespace: "w N" every INTERVAL seconds, N = 1, 2, ..., each waiting
+    for its "ok N". Records when each request left and its reply came;
+    a reset, a wrong or missing reply ends it with an error."""
+
+    def __init__(self, hosts, interval=0.05, timeout=15):
+        super().__init__(daemon=True)
+        self.hosts, self.interval, self.timeout = hosts, interval, timeout
+        self.sent = []          # (n, time sent, time replied)
+        self.error = None
+        self.stopping = threading.Event()
+        self.connected = threading.Event()
+        self.sock = None
+        self.start()
+
+    def _connect(self):
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.sock = socket.create_connection((GUEST_IP,
+                                                      SERVICE_PORT), 2)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.settimeout(self.timeout)
+        self.file = self.sock.makefile("rw")
+        self.connected.set()
+
+    def request(self, line):
+        self.file.write(line + "\n")
+        self.file.flush()
+        reply = self.file.readline()
+        if not reply:
+            raise ConnectionError("the service closed the connection")
+        return reply.strip()
+
+    def run(self):
+        try:
+            self.hosts.enter("c")
+            self._connect()
+            n = 0
+            while not self.stopping.is_set():
+                n += 1
+                t = time.monotonic()
+                reply = self.request(f"w {n}")
+                if reply != f"ok {n}":
+                    raise RuntimeError(f"request {n}: reply {reply!r}")
+                self.sent.append((n, t, time.monotonic()))
+                time.sleep(max(0.0, t + self.interval - time.monotonic()))
+        except Exception as e:      # reported by finish()
+            self.error = f"{type(e).__name__}: {e}"
+        finally:
+            self.connected.set()
+
+    def finish(self):
+        """Stop, then have the guest check every record it acknowledged.
+        Returns the check's reply."""
+        self.stopping.set()
+        self.join(self.timeout + 5)
+        if self.error:
+            raise RuntimeError(f"client: {self.error}")
+        return self.request(f"c {len(self.sent)}")
+
+    def close(self):
+        self.stopping.set()
+        if self.sock:
+            self.sock.close()
+
+    def max_gap(self):
+        """The longest time without a reply, from the first reply on"""
+        times = [r for _, _, r in self.sent]
+        return max((b - a for a, b in zip(times, times[1:])), default=None)
+
+    def latencies(self, start, end):
+        return [(r - s) * 1000 for _, s, r in self.sent if start <= s < end]
+
+
+class Stack:
+    """A primary and a secondary with the whole COLO stack (see above)."""
+
+    def __init__(self, qemu, linux_dir, nic="e1000", machine="pc",
+                 background=False, early_resume=True, return_path=True,
+                 checkpoint_delay=1000, img=None):
+        self.qemu, self.nic, self.machine = qemu, nic, machine
+        self.background, self.early_resume = background, early_resume
+        self.return_path = return_path
+        self.checkpoint_delay = checkpoint_delay
+        self.img = img or os.path.join(os.path.dirname(qemu), "qemu-img")
+        base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        self.workdir = tempfile.mkdtemp(prefix="colo-stack-", dir=base)
+        self.linux_dir = linux_dir
+        self.hosts = Hosts()
+        self.primary = self.secondary = None
+        try:
+            self._images()
+            self.secondary = self._start("secondary", "s",
+                                         self._secondary_args())
+            self.primary = self._start("primary", "p", self._primary_args())
+        except BaseException:
+            self.close()
+            raise
+
+    # --- command lines ---------------------------------------------------
+
+    def _path(self, name):
+        return os.path.join(self.workdir, name)
+
+    def _images(self):
+        for name, fmt in (("primary.raw", "raw"), ("secondary.raw", "raw"),
+                          ("active.qcow2", "qcow2"),
+                          ("hidden.qcow2", "qcow2")):
+            run(self.img, "create", "-q", "-f", fmt, self._path(name),
+                f"{DISK_MB}M")
+
+    def _vnet(self):
+        # virtio-net's frames carry a vnet header that the filters and the
+        # compare must know of (vhost is off: the proxy is in QEMU)
+        return ",vnet_hdr_support=on" if self.nic != "e1000" else ""
+
+    def _common(self):
+        datadir = os.environ.get("COLO_FT_DATADIR")
+        nic = "e1000" if self.nic == "e1000" else "virtio-net-pci"
+        return ([*(["-L", datadir] if datadir else []),
+                 "-machine", self.machine, "-accel", "tcg", "-m", "256M",
+                 "-no-reboot",
+                 "-kernel", os.path.join(self.linux_dir, "vmlinuz"),
+                 "-initrd", os.path.join(self.linux_dir, "initrd"),
+                 "-append", f"console=ttyS0 quiet ipv6.disable=1 "
+                            f"colo_service={SERVICE_PORT} "
+                            f"colo_ip={GUEST_IP}/24",
+                 "-netdev", "tap,id=hn0,ifname=tap0,script=no,"
+                            "downscript=no,vhost=off",
+                 "-device", f"{nic},id=e0,netdev=hn0,mac={GUEST_MAC}",
+                 "-device", "virtio-blk-pci,drive=colo-disk0"])
+
+    def _primary_args(self):
+        v = self._vnet()
+        here, peer = "127.0.0.1", COLO_NET[0]
+        return self._common() + [
+            "-chardev", f"socket,id=mirror0,host={peer},port={MIRROR_PORT},"
+                        "server=on,wait=off",
+            "-chardev", f"socket,id=compare1,host={peer},port={COMPARE_PORT},"
+                        "server=on,wait=off",
+            "-chardev", f"socket,id=compare0,host={here},port=9001,"
+                        "server=on,wait=off",
+            "-chardev", f"socket,id=compare0-0,host={here},port=9001",
+            "-chardev", f"socket,id=compare_out,host={here},port=9005,"
+                        "server=on,wait=off",
+            "-chardev", f"socket,id=compare_out0,host={here},port=9005",
+            "-object", f"filter-mirror,id=m0,netdev=hn0,queue=tx,"
+                       f"outdev=mirror0{v}",
+            "-object", f"filter-redirector,netdev=hn0,id=redire0,queue=rx,"
+                       f"indev=compare_out{v}",
+            "-object", f"filter-redirector,netdev=hn0,id=redire1,queue=rx,"
+                       f"outdev=compare0{v}",
+            "-object", "iothread,id=iothread1",
+            "-object", f"colo-compare,id=comp0,primary_in=compare0-0,"
+                       f"secondary_in=compare1,outdev=compare_out0,"
+                       f"iothread=iothread1{v}",
+            "-drive", "if=none,id=colo-disk0,driver=quorum,"
+                      "read-pattern=fifo,vote-threshold=1,"
+                      "children.0.driver=raw,"
+                      f"children.0.file.filename={self._path('primary.raw')}",
+        ]
+
+    def _secondary_args(self):
+        v = self._vnet()
+        peer = COLO_NET[0]
+        return self._common() + [
+            "-chardev", f"socket,id=red0,host={peer},port={MIRROR_PORT},"
+                        "reconnect-ms=1000",
+            "-chardev", f"socket,id=red1,host={peer},port={COMPARE_PORT},"
+                        "reconnect-ms=1000",
+            "-object", f"filter-redirector,id=f1,netdev=hn0,queue=tx,"
+                       f"indev=red0{v}",
+            "-object", f"filter-redirector,id=f2,netdev=hn0,queue=rx,"
+                       f"outdev=red1{v}",
+            "-object", f"filter-rewriter,id=rew0,netdev=hn0,queue=all{v}",
+            "-drive", "if=none,id=parent0,node-name=parent0-node,driver=raw,"
+                      f"file.filename={self._path('secondary.raw')}",
+            "-drive", "if=none,id=childs0,driver=replication,mode=secondary,"
+                      "top-id=colo-disk0,file.driver=qcow2,"
+                      f"file.file.filename={self._path('active.qcow2')},"
+                      "file.backing.driver=qcow2,"
+                      "file.backing.file.filename="
+                      f"{self._path('hidden.qcow2')},"
+                      "file.backing.backing=parent0",
+            "-drive", "if=none,id=colo-disk0,driver=quorum,"
+                      "read-pattern=fifo,vote-threshold=1,children.0=childs0",
+            "-incoming", f"tcp:{COLO_NET[1]}:{MIGRATE_PORT}",
+        ]
+
+    def _start(self, name, host, args):
+        # COLO_STACK_TRACE="enable=PATTERN" or "events=FILE": QEMU's trace
+        # events (-trace), with timestamps, to NAME.trace
+        pattern = os.environ.get("COLO_STACK_TRACE")
+        if pattern:
+            args = args + ["-msg", "timestamp=on",
+                           "-trace", f"{pattern},"
+                           f"file={self._path(name + '.trace')}"]
+        vm = colo.Vm(name, self.qemu, self.workdir, args,
+                     self.hosts.prefix(host))
+        vm.host = host
+        return vm
+
+    # --- COLO ------------------------------------------------------------
+
+    def wait_console(self, vm, text, timeout=120):
+        deadline = time.monotonic() + timeout
+        while text not in self.console(vm):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{vm.name}: no {text!r} on the console")
+            if not vm.alive():
+                raise RuntimeError(f"{vm.name} exited: {vm.tail_log()}")
+            time.sleep(0.2)
+
+    @staticmethod
+    def console(vm):
+        try:
+            with open(vm.serial, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def caps(self):
+        caps = {"x-colo": True, "events": True,
+                "return-path": self.return_path,
+                "x-colo-early-resume": self.early_resume,
+                "x-colo-background-ram": self.background}
+        return [{"capability": c, "state": s} for c, s in caps.items()]
+
+    def start_replication(self):
+        """Block replication, over QMP alone: the secondary exports its
+        disk, the primary adds it to its quorum as a replication child"""
+        self.secondary.cmd("nbd-server-start", addr={
+            "type": "inet",
+            "data": {"host": COLO_NET[1], "port": str(NBD_PORT)}})
+        self.secondary.cmd("block-export-add", type="nbd", id="parent0",
+                           **{"node-name": "parent0-node"},
+                           name="parent0", writable=True)
+        self.primary.cmd("blockdev-add", driver="replication",
+                         **{"node-name": "replication0"}, mode="primary",
+                         file={"driver": "nbd", "export": "parent0",
+                               "server": {"type": "inet",
+                                          "host": COLO_NET[1],
+                                          "port": str(NBD_PORT)}})
+        self.primary.cmd("x-blockdev-change", parent="colo-disk0",
+                         node="replication0")
+
+    def start(self, timeout=180):
+        """Boot the primary's guest, then start COLO. The guest writes
+        nothing to its disk before a client asks it to, so the two disks
+        are still the same when the replication child is added."""
+        self.wait_console(self.primary, "colo-guest: service on port")
+        for vm in (self.secondary, self.primary):
+            vm.cmd("migrate-set-capabilities", capabilities=self.caps())
+        self.start_replication()
+        self.primary.cmd("migrate-set-parameters",
+                         **{"x-checkpoint-delay": self.checkpoint_delay})
+        self.primary.cmd("migrate",
+                         uri=f"tcp:{COLO_NET[1]}:{MIGRATE_PORT}")
+        for vm in (self.primary, self.secondary):
+            vm.wait_event("MIGRATION", timeout, match={"status": "colo"})
+
+    def checkpoints(self):
+        info = self.primary.cmd("query-migrate")
+        return info.get("colo", {}).get("checkpoints", 0)
+
+    def fail_over(self, kill):
+        """Kill KILL ("primary" or "secondary") and fail over to the
+        other side: x-colo-lost-heartbeat and the block steps only.
+        Returns the survivor."""
+        victim = getattr(self, kill)
+        survivor = self.secondary if kill == "primary" else self.primary
+        victim.kill()
+        survivor.cmd("yank", instances=[{"type": "migration"}])
+        if survivor is self.secondary:
+            survivor.cmd("nbd-server-stop")
+        survivor.cmd("x-colo-lost-heartbeat")
+        survivor.wait_event("COLO_EXIT", 30)
+        if survivor is self.primary:
+            survivor.cmd("x-blockdev-change", parent="colo-disk0",
+                         child="children.1")
+            survivor.cmd("blockdev-del", **{"node-name": "replication0"})
+        return survivor
+
+    def console_problems(self):
+        """Lines of either guest's console that show something wrong, and
+        a guest that booted again (a reset)"""
+        bad = []
+        for vm in (self.primary, self.secondary):
+            text = self.console(vm)
+            bad += [f"{vm.name}: {line}" for line in text.splitlines()
+                    if any(b in line for b in BAD_CONSOLE)]
+            boots = text.count("colo-guest: start")
+            # The primary's guest boots once; the secondary's is a copy
+            if boots > (1 if vm is self.primary else 0):
+                bad.append(f"{vm.name}: the guest booted {boots} times")
+        return bad
+
+    def close(self):
+        for vm in (self.primary, self.secondary):
+            if vm:
+                vm.kill()
+        self.hosts.close()
+        # COLO_STACK_KEEP=1: keep the logs, consoles and traces
+        if os.environ.get("COLO_STACK_KEEP"):
+            print(f"kept {self.workdir}")
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def percentile(values, p):
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,
+                 log=print, **stack_args):
+    """One run: COLO with the client's requests, KILL killed, failover,
+    more requests, and the checks. Returns a dict of figures; raises
+    AssertionError with what went wrong."""
+    stack = Stack(qemu, linux_dir, **stack_args)
+    client = None
+    try:
+        t0 = time.monotonic()
+        stack.start()
+        log(f"COLO running after {time.monotonic() - t0:.1f} s")
+        client = Client(stack.hosts)
+        if not client.connected.wait(60) or client.error:
+            raise AssertionError(f"client: {client.error or 'no connection'}")
+        t_colo = time.monotonic()
+        cp0 = stack.checkpoints()
+        time.sleep(colo_seconds)
+        cps = stack.checkpoints() - cp0
+        t_kill = time.monotonic()
+        survivor = stack.fail_over(kill)
+        t_failed = time.monotonic()
+        time.sleep(after_seconds)
+        check = client.finish()
+        acked = len(client.sent)
+        figures = {
+            "kill": kill, "acked": acked, "checkpoints": cps,
+            "failover_s": t_failed - t_kill,
+            "gap_s": client.max_gap(),
+            "rtt_ms": client.latencies(t_colo, t_kill),
+            "after": sum(1 for _, s, _ in client.sent if s > t_failed),
+            "disk_check": check,
+        }
+        problems = stack.console_problems()
+        if check != f"good {acked}":
+            problems.append(f"the survivor's disk: {check!r} for {acked} "
+                            "acknowledged records")
+        if figures["gap_s"] is None or figures["gap_s"] > 2.0:
+            problems.append(f"service gap {figures['gap_s']} s")
+        if not figures["rtt_ms"] or figures["after"] == 0:
+            problems.append("no replies during COLO or after the failover")
+        if cps == 0:
+            problems.append("no checkpoint while the client ran")
+        if not survivor.alive():
+            problems.append("the survivor is gone")
+        if problems:
+            raise AssertionError("; ".join(problems))
+        return figures
+    finally:
+        if client:
+            client.close()
+        stack.close()
+
+
+def describe(f):
+    rtt = f["rtt_ms"]
+    return (f"kill {f['kill']}: {f['acked']} requests, {f['checkpoints']} "
+            f"checkpoints in COLO, RTT median {statistics.median(rtt):.1f} "
+            f"p99 {percentile(rtt, 99):.1f} max {max(rtt):.1f} ms, failover "
+            f"{f['failover_s']:.2f} s, service gap {f['gap_s']:.2f} s, "
+            f"{f['after']} after, disk {f['disk_check']}")
