@@ -24,7 +24,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fullstack  # noqa: E402
 
-# (machine, NIC, x-colo-early-resume, x-colo-background-ram, side killed)
+# (machine, NIC, x-colo-early-resume, x-colo-background-ram, side lost);
+# "hang-...": the side's QEMU is stopped (SIGSTOP) instead of killed, as a
+# host that hangs with its sockets open
 CONFIGS = [
     ("pc", "e1000", True, False, "primary"),
     ("pc", "e1000", True, False, "secondary"),
@@ -34,13 +36,16 @@ CONFIGS = [
     ("pc", "virtio", True, False, "secondary"),
     ("pc", "e1000", False, False, "primary"),
     ("q35", "e1000", True, True, "secondary"),
+    ("pc", "e1000", True, True, "hang-primary"),
+    ("pc", "e1000", True, True, "hang-secondary"),
 ]
 
 
 def name(c):
     machine, nic, er, bg, kill = c
     return (f"{machine}/{nic}/{'early-resume' if er else 'plain'}/"
-            f"{'background' if bg else 'no-background'}/kill-{kill}")
+            f"{'background' if bg else 'no-background'}/"
+            f"{kill if kill.startswith('hang-') else 'kill-' + kill}")
 
 
 def main():
@@ -62,7 +67,9 @@ def main():
         machine, nic, er, bg, kill = c
         start = time.monotonic()
         try:
-            f = fullstack.run_scenario(args.qemu, args.linux_dir, kill,
+            hang = kill.startswith("hang-")
+            f = fullstack.run_scenario(args.qemu, args.linux_dir,
+                                       kill.removeprefix("hang-"), hang=hang,
                                        nic=nic, machine=machine,
                                        early_resume=er, background=bg,
                                        log=lambda m: None)

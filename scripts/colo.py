@@ -151,6 +151,17 @@ class Vm:
     def cmd(self, command, /, **args):
         return self.qmp.cmd(command, **args)
 
+    def cmd_oob(self, command, /, **args):
+        """COMMAND out of band (exec-oob): it runs while the main loop is
+        blocked, as on a primary whose secondary's host hangs"""
+        self.oob_id = getattr(self, "oob_id", 0) + 1
+        resp = self.qmp.cmd_obj({"exec-oob": command, "arguments": args,
+                                 "id": f"oob-{self.oob_id}"})
+        if "error" in resp:
+            raise RuntimeError(f"{self.name}: {command}: "
+                               f"{resp['error']['desc']}")
+        return resp["return"]
+
     def poll_events(self, wait=False):
         try:
             evs = self.qmp.get_events(wait=wait)

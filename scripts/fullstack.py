@@ -24,6 +24,7 @@ on the secondary, quorum + replication over NBD for the disk.
 import ctypes
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -365,7 +366,8 @@ class Stack:
                            name="parent0", writable=True)
         self.primary.cmd("blockdev-add", driver="replication",
                          **{"node-name": "replication0"}, mode="primary",
-                         file={"driver": "nbd", "export": "parent0",
+                         file={"driver": "nbd", "node-name": "nbd0",
+                               "export": "parent0",
                                "server": {"type": "inet",
                                           "host": COLO_NET[1],
                                           "port": str(NBD_PORT)}})
@@ -391,14 +393,27 @@ class Stack:
         info = self.primary.cmd("query-migrate")
         return info.get("colo", {}).get("checkpoints", 0)
 
-    def fail_over(self, kill):
-        """Kill KILL ("primary" or "secondary") and fail over to the
-        other side: x-colo-lost-heartbeat and the block steps only.
+    def fail_over(self, kill, hang=False):
+        """Kill KILL ("primary" or "secondary"), or with HANG stop it
+        (SIGSTOP: a host that hangs, its sockets open), and fail over to
+        the other side: x-colo-lost-heartbeat and the block steps only.
         Returns the survivor."""
         victim = getattr(self, kill)
         survivor = self.secondary if kill == "primary" else self.primary
-        victim.kill()
-        survivor.cmd("yank", instances=[{"type": "migration"}])
+        if hang:
+            os.killpg(victim.proc.pid, signal.SIGSTOP)
+        else:
+            victim.kill()
+        lost = [{"type": "migration"}]
+        if survivor is self.primary:
+            # A secondary host that hangs keeps its sockets open: the
+            # guest's writes wait for its NBD server (and the next
+            # checkpoint's stop waits for them, with the main loop
+            # blocked), and the mirror's writes would block once its
+            # socket's buffer is full. Cut both, out of band.
+            lost += [{"type": "block-node", "node-name": "nbd0"},
+                     {"type": "chardev", "id": "mirror0"}]
+        survivor.cmd_oob("yank", instances=lost)
         if survivor is self.secondary:
             survivor.cmd("nbd-server-stop")
         survivor.cmd("x-colo-lost-heartbeat")
@@ -408,6 +423,21 @@ class Stack:
                          child="children.1")
             survivor.cmd("blockdev-del", **{"node-name": "replication0"})
         return survivor
+
+    def log_problems(self):
+        """Errors in the QEMUs' own output (a filter that cannot send: a
+        survivor's filter-mirror that still sends to the lost secondary,
+        say), each different line once"""
+        bad = []
+        for vm in (self.primary, self.secondary):
+            try:
+                with open(vm.log, errors="replace") as f:
+                    lines = f.read().splitlines()
+            except OSError:
+                continue
+            bad += [f"{vm.name}'s QEMU: {line}" for line in lines
+                    if "send failed" in line]
+        return list(dict.fromkeys(bad))
 
     def console_problems(self):
         """Lines of either guest's console that show something wrong, and
@@ -441,10 +471,10 @@ def percentile(values, p):
 
 
 def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,
-                 log=print, **stack_args):
-    """One run: COLO with the client's requests, KILL killed, failover,
-    more requests, and the checks. Returns a dict of figures; raises
-    AssertionError with what went wrong."""
+                 log=print, hang=False, **stack_args):
+    """One run: COLO with the client's requests, KILL killed (or, with
+    HANG, stopped), failover, more requests, and the checks. Returns a
+    dict of figures; raises AssertionError with what went wrong."""
     stack = Stack(qemu, linux_dir, **stack_args)
     client = None
     try:
@@ -459,20 +489,20 @@ def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,
         time.sleep(colo_seconds)
         cps = stack.checkpoints() - cp0
         t_kill = time.monotonic()
-        survivor = stack.fail_over(kill)
+        survivor = stack.fail_over(kill, hang)
         t_failed = time.monotonic()
         time.sleep(after_seconds)
         check = client.finish()
         acked = len(client.sent)
         figures = {
-            "kill": kill, "acked": acked, "checkpoints": cps,
+            "kill": kill, "hang": hang, "acked": acked, "checkpoints": cps,
             "failover_s": t_failed - t_kill,
             "gap_s": client.max_gap(),
             "rtt_ms": client.latencies(t_colo, t_kill),
             "after": sum(1 for _, s, _ in client.sent if s > t_failed),
             "disk_check": check,
         }
-        problems = stack.console_problems()
+        problems = stack.console_problems() + stack.log_problems()
         if check != f"good {acked}":
             problems.append(f"the survivor's disk: {check!r} for {acked} "
                             "acknowledged records")
@@ -495,7 +525,8 @@ def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,
 
 def describe(f):
     rtt = f["rtt_ms"]
-    return (f"kill {f['kill']}: {f['acked']} requests, {f['checkpoints']} "
+    return (f"{'hang' if f.get('hang') else 'kill'} {f['kill']}: "
+            f"{f['acked']} requests, {f['checkpoints']} "
             f"checkpoints in COLO, RTT median {statistics.median(rtt):.1f} "
             f"p99 {percentile(rtt, 99):.1f} max {max(rtt):.1f} ms, failover "
             f"{f['failover_s']:.2f} s, service gap {f['gap_s']:.2f} s, "
