@@ -26,7 +26,9 @@ import fullstack  # noqa: E402
 
 # (machine, NIC, x-colo-early-resume, x-colo-background-ram, side lost);
 # "hang-...": the side's QEMU is stopped (SIGSTOP) instead of killed, as a
-# host that hangs with its sockets open
+# host that hangs with its sockets open; "reprotect": the secondary is
+# killed, a fresh one joins the primary (its disk copied from the
+# primary's while the guest runs), and the primary is killed in turn
 CONFIGS = [
     ("pc", "e1000", True, False, "primary"),
     ("pc", "e1000", True, False, "secondary"),
@@ -38,6 +40,7 @@ CONFIGS = [
     ("q35", "e1000", True, True, "secondary"),
     ("pc", "e1000", True, True, "hang-primary"),
     ("pc", "e1000", True, True, "hang-secondary"),
+    ("pc", "e1000", True, True, "reprotect"),
 ]
 
 
@@ -45,7 +48,7 @@ def name(c):
     machine, nic, er, bg, kill = c
     return (f"{machine}/{nic}/{'early-resume' if er else 'plain'}/"
             f"{'background' if bg else 'no-background'}/"
-            f"{kill if kill.startswith('hang-') else 'kill-' + kill}")
+            f"{kill if kill.startswith(('hang-', 're')) else 'kill-' + kill}")
 
 
 def main():
@@ -68,8 +71,11 @@ def main():
         start = time.monotonic()
         try:
             hang = kill.startswith("hang-")
+            reprotect = kill == "reprotect"
             f = fullstack.run_scenario(args.qemu, args.linux_dir,
-                                       kill.removeprefix("hang-"), hang=hang,
+                                       "secondary" if reprotect else
+                                       kill.removeprefix("hang-"),
+                                       hang=hang, reprotect=reprotect,
                                        nic=nic, machine=machine,
                                        early_resume=er, background=bg,
                                        log=lambda m: None)

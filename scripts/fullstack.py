@@ -217,6 +217,12 @@ class Stack:
         self.linux_dir = linux_dir
         self.hosts = Hosts()
         self.primary = self.secondary = None
+        # Every QEMU started, the lost ones included
+        self.vms = []
+        # Secondaries started so far; the quorum's next child index (it
+        # names each child it gets "children.N", N counting up)
+        self.secondaries = 1
+        self.next_child = 1
         try:
             self._images()
             self.secondary = self._start("secondary", "s",
@@ -231,12 +237,11 @@ class Stack:
     def _path(self, name):
         return os.path.join(self.workdir, name)
 
-    def _images(self):
-        for name, fmt in (("primary.raw", "raw"), ("secondary.raw", "raw"),
-                          ("active.qcow2", "qcow2"),
-                          ("hidden.qcow2", "qcow2")):
-            run(self.img, "create", "-q", "-f", fmt, self._path(name),
-                f"{DISK_MB}M")
+    def _images(self, names=("primary.raw", "secondary.raw", "active.qcow2",
+                             "hidden.qcow2")):
+        for name in names:
+            run(self.img, "create", "-q", "-f", name.split(".")[-1],
+                self._path(name), f"{DISK_MB}M")
 
     def _vnet(self):
         # virtio-net's frames carry a vnet header that the filters and the
@@ -327,6 +332,7 @@ class Stack:
         vm = colo.Vm(name, self.qemu, self.workdir, args,
                      self.hosts.prefix(host))
         vm.host = host
+        self.vms.append(vm)
         return vm
 
     # --- COLO ------------------------------------------------------------
@@ -355,39 +361,100 @@ class Stack:
                 "x-colo-background-ram": self.background}
         return [{"capability": c, "state": s} for c, s in caps.items()]
 
-    def start_replication(self):
-        """Block replication, over QMP alone: the secondary exports its
-        disk, the primary adds it to its quorum as a replication child"""
+    def _export_secondary_disk(self):
+        """The secondary exports its disk, the one replication starts
+        from, over NBD"""
         self.secondary.cmd("nbd-server-start", addr={
             "type": "inet",
             "data": {"host": COLO_NET[1], "port": str(NBD_PORT)}})
         self.secondary.cmd("block-export-add", type="nbd", id="parent0",
                            **{"node-name": "parent0-node"},
                            name="parent0", writable=True)
+
+    @staticmethod
+    def _nbd(node_name):
+        return {"driver": "nbd", "node-name": node_name, "export": "parent0",
+                "server": {"type": "inet", "host": COLO_NET[1],
+                           "port": str(NBD_PORT)}}
+
+    def _add_replication_child(self):
+        """The primary adds the secondary's disk to its quorum, as a
+        replication child"""
         self.primary.cmd("blockdev-add", driver="replication",
                          **{"node-name": "replication0"}, mode="primary",
-                         file={"driver": "nbd", "node-name": "nbd0",
-                               "export": "parent0",
-                               "server": {"type": "inet",
-                                          "host": COLO_NET[1],
-                                          "port": str(NBD_PORT)}})
+                         file=self._nbd("nbd0"))
         self.primary.cmd("x-blockdev-change", parent="colo-disk0",
                          node="replication0")
+        self.replication_child = f"children.{self.next_child}"
+        self.next_child += 1
 
-    def start(self, timeout=180):
-        """Boot the primary's guest, then start COLO. The guest writes
-        nothing to its disk before a client asks it to, so the two disks
-        are still the same when the replication child is added."""
-        self.wait_console(self.primary, "colo-guest: service on port")
+    def start_replication(self):
+        """Block replication, over QMP alone"""
+        self._export_secondary_disk()
+        self._add_replication_child()
+
+    def _migrate(self, timeout):
         for vm in (self.secondary, self.primary):
             vm.cmd("migrate-set-capabilities", capabilities=self.caps())
-        self.start_replication()
         self.primary.cmd("migrate-set-parameters",
                          **{"x-checkpoint-delay": self.checkpoint_delay})
         self.primary.cmd("migrate",
                          uri=f"tcp:{COLO_NET[1]}:{MIGRATE_PORT}")
         for vm in (self.primary, self.secondary):
             vm.wait_event("MIGRATION", timeout, match={"status": "colo"})
+
+    def start(self, timeout=180):
+        """Boot the primary's guest, then start COLO. The guest writes
+        nothing to its disk before a client asks it to, so the two disks
+        are still the same when the replication child is added."""
+        self.wait_console(self.primary, "colo-guest: service on port")
+        self.start_replication()
+        self._migrate(timeout)
+
+    def _wait_job(self, job, ready, timeout=120):
+        """Wait until block job JOB is ready (READY) or gone"""
+        deadline = time.monotonic() + timeout
+        while True:
+            jobs = {j["device"]: j for j in
+                    self.primary.cmd("query-block-jobs")}
+            if (ready and jobs.get(job, {}).get("ready")) or \
+               (not ready and job not in jobs):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"block job {job}: {jobs.get(job)}")
+            time.sleep(0.1)
+
+    def _resync_disk(self):
+        """Copy the primary's disk to the new secondary's while the guest
+        runs (blockdev-mirror); then, with the guest stopped for a moment,
+        end the copy and add the secondary's disk as the replication
+        child: from then on the primary's writes reach both (patch 8),
+        and the guest runs on."""
+        self.primary.cmd("blockdev-add", **self._nbd("resync0"))
+        self.primary.cmd("blockdev-mirror", **{"job-id": "resync"},
+                         device="colo-disk0", target="resync0", sync="full")
+        self._wait_job("resync", ready=True)
+        self.primary.cmd("stop")
+        self.primary.cmd("block-job-cancel", device="resync")
+        self._wait_job("resync", ready=False)
+        self.primary.cmd("blockdev-del", **{"node-name": "resync0"})
+        self._add_replication_child()
+        self.primary.cmd("cont")
+
+    def reprotect(self, timeout=180):
+        """After the secondary's loss and the primary's failover: a fresh
+        secondary, with the first one's command line and fresh active and
+        hidden disks, on the lost host, joins the primary. The proxy
+        stays as it was: the new secondary connects to the same sockets,
+        and colo-compare compares again once COLO starts."""
+        self.secondary.kill()
+        self._images(("active.qcow2", "hidden.qcow2"))
+        self.secondaries += 1
+        self.secondary = self._start(f"secondary{self.secondaries}", "s",
+                                     self._secondary_args())
+        self._export_secondary_disk()
+        self._resync_disk()
+        self._migrate(timeout)
 
     def checkpoints(self):
         info = self.primary.cmd("query-migrate")
@@ -420,7 +487,7 @@ class Stack:
         survivor.wait_event("COLO_EXIT", 30)
         if survivor is self.primary:
             survivor.cmd("x-blockdev-change", parent="colo-disk0",
-                         child="children.1")
+                         child=self.replication_child)
             survivor.cmd("blockdev-del", **{"node-name": "replication0"})
         return survivor
 
@@ -429,7 +496,7 @@ class Stack:
         survivor's filter-mirror that still sends to the lost secondary,
         say), each different line once"""
         bad = []
-        for vm in (self.primary, self.secondary):
+        for vm in self.vms:
             try:
                 with open(vm.log, errors="replace") as f:
                     lines = f.read().splitlines()
@@ -443,20 +510,19 @@ class Stack:
         """Lines of either guest's console that show something wrong, and
         a guest that booted again (a reset)"""
         bad = []
-        for vm in (self.primary, self.secondary):
+        for vm in self.vms:
             text = self.console(vm)
             bad += [f"{vm.name}: {line}" for line in text.splitlines()
                     if any(b in line for b in BAD_CONSOLE)]
             boots = text.count("colo-guest: start")
-            # The primary's guest boots once; the secondary's is a copy
-            if boots > (1 if vm is self.primary else 0):
+            # The first primary's guest boots once; the others are copies
+            if boots > (1 if vm.name == "primary" else 0):
                 bad.append(f"{vm.name}: the guest booted {boots} times")
         return bad
 
     def close(self):
-        for vm in (self.primary, self.secondary):
-            if vm:
-                vm.kill()
+        for vm in self.vms:
+            vm.kill()
         self.hosts.close()
         # COLO_STACK_KEEP=1: keep the logs, consoles and traces
         if os.environ.get("COLO_STACK_KEEP"):
@@ -471,10 +537,13 @@ def percentile(values, p):
 
 
 def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,
-                 log=print, hang=False, **stack_args):
+                 log=print, hang=False, reprotect=False, **stack_args):
     """One run: COLO with the client's requests, KILL killed (or, with
-    HANG, stopped), failover, more requests, and the checks. Returns a
-    dict of figures; raises AssertionError with what went wrong."""
+    HANG, stopped), failover, more requests, and the checks. With
+    REPROTECT (KILL must be "secondary"), a fresh secondary then joins the
+    survivor, the new pair runs COLO as long, and the primary is killed
+    for the newest secondary to take over. Returns a dict of figures;
+    raises AssertionError with what went wrong."""
     stack = Stack(qemu, linux_dir, **stack_args)
     client = None
     try:
@@ -492,10 +561,23 @@ def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,
         survivor = stack.fail_over(kill, hang)
         t_failed = time.monotonic()
         time.sleep(after_seconds)
+        t_reprotect = None
+        if reprotect:
+            t = time.monotonic()
+            stack.reprotect()
+            t_reprotect = time.monotonic() - t
+            cp1 = stack.checkpoints()
+            time.sleep(colo_seconds)
+            cps += stack.checkpoints() - cp1
+            t_kill = time.monotonic()
+            survivor = stack.fail_over("primary")
+            t_failed = time.monotonic()
+            time.sleep(after_seconds)
         check = client.finish()
         acked = len(client.sent)
         figures = {
-            "kill": kill, "hang": hang, "acked": acked, "checkpoints": cps,
+            "kill": kill, "hang": hang, "reprotect_s": t_reprotect,
+            "acked": acked, "checkpoints": cps,
             "failover_s": t_failed - t_kill,
             "gap_s": client.max_gap(),
             "rtt_ms": client.latencies(t_colo, t_kill),
@@ -525,7 +607,8 @@ def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,
 
 def describe(f):
     rtt = f["rtt_ms"]
-    return (f"{'hang' if f.get('hang') else 'kill'} {f['kill']}: "
+    return (f"{'hang' if f.get('hang') else 'kill'} {f['kill']}"
+            f"{', re-protect (%.1f s), kill the primary' % f['reprotect_s'] if f.get('reprotect_s') else ''}: "
             f"{f['acked']} requests, {f['checkpoints']} "
             f"checkpoints in COLO, RTT median {statistics.median(rtt):.1f} "
             f"p99 {percentile(rtt, 99):.1f} max {max(rtt):.1f} ms, failover "
