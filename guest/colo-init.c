@@ -26,6 +26,9 @@
  * time on PORT, one request per line:
  *  - "w N": write record N to sector N of /dev/vda (O_DIRECT | O_DSYNC:
  *    on the disk when the reply leaves) and reply "ok N";
+ *  - "o N": as "w N", after a TCP connection of the guest's own to
+ *    colo_peer=A.B.C.D:PORT: it sends "hello N" there and waits for
+ *    "ack N" (as a service that calls its database would);
  *  - "c N": read sectors 1..N back and reply "good N", or "bad K" for
  *    the first sector K that does not hold record K.
  * The checks above keep running beside it, at the lowest priority and
@@ -236,6 +239,46 @@ static uint32_t check_records(int disk, uint8_t *buf, uint8_t *want,
     return 0;
 }
 
+/* "hello @n" to colo_peer over a connection of its own: 0 once acked */
+static int call_peer(uint32_t n)
+{
+    const char *peer = getenv("colo_peer");
+    struct sockaddr_in sin = { .sin_family = AF_INET };
+    char addr[32], line[64], want[32];
+    const char *colon = peer ? strchr(peer, ':') : NULL;
+    int s, len, ret = -1;
+    ssize_t got = 0;
+
+    if (!colon) {
+        return -1;
+    }
+    snprintf(addr, sizeof(addr), "%.*s", (int)(colon - peer), peer);
+    sin.sin_port = htons(atoi(colon + 1));
+    if (inet_pton(AF_INET, addr, &sin.sin_addr) != 1) {
+        return -1;
+    }
+    s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    len = snprintf(line, sizeof(line), "hello %u\n", n);
+    snprintf(want, sizeof(want), "ack %u\n", n);
+    if (s >= 0 && connect(s, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+        write(s, line, len) == len) {
+        while (got < (ssize_t)strlen(want)) {
+            ssize_t r = read(s, line + got, sizeof(line) - 1 - got);
+
+            if (r <= 0) {
+                break;
+            }
+            got += r;
+        }
+        line[got] = 0;
+        ret = strcmp(line, want) ? -1 : 0;
+    }
+    if (s >= 0) {
+        close(s);
+    }
+    return ret;
+}
+
 /* Answer one request line @req into @reply */
 static void serve_request(int disk, uint8_t *buf, uint8_t *want,
                           const char *req, char *reply, size_t size)
@@ -245,7 +288,9 @@ static void serve_request(int disk, uint8_t *buf, uint8_t *want,
 
     if (sscanf(req, "%c %u", &op, &n) != 2 || n == 0) {
         snprintf(reply, size, "err bad request\n");
-    } else if (op == 'w') {
+    } else if (op == 'o' && call_peer(n) < 0) {
+        snprintf(reply, size, "err peer %u: %s\n", n, strerror(errno));
+    } else if (op == 'w' || op == 'o') {
         fill_record(buf, n);
         if (pwrite(disk, buf, SECTOR, (off_t)n * SECTOR) != SECTOR) {
             snprintf(reply, size, "err write %u: %s\n", n, strerror(errno));

@@ -39,6 +39,8 @@ GUEST_IP = "10.78.0.10"
 CLIENT_IP = "10.78.0.100"
 GUEST_MAC = "52:54:00:c0:10:01"
 SERVICE_PORT = 7000
+# The client's own service, that the guest's calls for "o N"
+PEER_PORT = 7001
 MIGRATE_PORT, NBD_PORT, MIRROR_PORT, COMPARE_PORT = 9998, 9999, 9003, 9004
 DISK_MB = 16
 # What a guest's console must never show
@@ -120,15 +122,46 @@ class Hosts:
                            stderr=subprocess.DEVNULL)
 
 
+class Peer(threading.Thread):
+    """A service in the client's namespace that the guest calls: for each
+    connection the guest opens, "hello N" gets "ack N". Counts them."""
+
+    def __init__(self, hosts):
+        super().__init__(daemon=True)
+        self.hosts, self.served, self.error = hosts, 0, None
+        self.ready = threading.Event()
+        self.start()
+
+    def run(self):
+        try:
+            self.hosts.enter("c")
+            srv = socket.create_server((CLIENT_IP, PEER_PORT))
+            self.ready.set()
+            while True:
+                conn, _ = srv.accept()
+                with conn:
+                    conn.settimeout(15)
+                    line = conn.makefile().readline().split()
+                    if len(line) == 2 and line[0] == "hello":
+                        conn.sendall(f"ack {line[1]}\n".encode())
+                        self.served += 1
+        except Exception as e:      # reported by the client's errors
+            self.error = f"{type(e).__name__}: {e}"
+            self.ready.set()
+
+
 class Client(threading.Thread):
     """One TCP connection to the guest's service, from the client's
     namespace: "w N" every INTERVAL seconds, N = 1, 2, ..., each waiting
-    for its "ok N". Records when each request left and its reply came;
-    a reset, a wrong or missing reply ends it with an error."""
+    for its "ok N"; with OUTGOING_EVERY, every that many-th request is
+    "o N" instead (the guest calls the Peer first). Records when each
+    request left and its reply came; a reset, a wrong or missing reply
+    ends it with an error."""
 
-    def __init__(self, hosts, interval=0.05, timeout=15):
+    def __init__(self, hosts, interval=0.05, timeout=15, outgoing_every=0):
         super().__init__(daemon=True)
         self.hosts, self.interval, self.timeout = hosts, interval, timeout
+        self.outgoing_every = outgoing_every
         self.sent = []          # (n, time sent, time replied)
         self.error = None
         self.stopping = threading.Event()
@@ -168,7 +201,9 @@ class Client(threading.Thread):
             while not self.stopping.is_set():
                 n += 1
                 t = time.monotonic()
-                reply = self.request(f"w {n}")
+                op = "o" if self.outgoing_every and \
+                    n % self.outgoing_every == 0 else "w"
+                reply = self.request(f"{op} {n}")
                 if reply != f"ok {n}":
                     raise RuntimeError(f"request {n}: reply {reply!r}")
                 self.sent.append((n, t, time.monotonic()))
@@ -258,7 +293,8 @@ class Stack:
                  "-initrd", os.path.join(self.linux_dir, "initrd"),
                  "-append", f"console=ttyS0 quiet ipv6.disable=1 "
                             f"colo_service={SERVICE_PORT} "
-                            f"colo_ip={GUEST_IP}/24",
+                            f"colo_ip={GUEST_IP}/24 "
+                            f"colo_peer={CLIENT_IP}:{PEER_PORT}",
                  "-netdev", "tap,id=hn0,ifname=tap0,script=no,"
                             "downscript=no,vhost=off",
                  "-device", f"{nic},id=e0,netdev=hn0,mac={GUEST_MAC}",
@@ -537,20 +573,27 @@ def percentile(values, p):
 
 
 def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,
-                 log=print, hang=False, reprotect=False, **stack_args):
+                 log=print, hang=False, reprotect=False, outgoing_every=0,
+                 max_gap=2.0, max_checkpoints=None, **stack_args):
     """One run: COLO with the client's requests, KILL killed (or, with
     HANG, stopped), failover, more requests, and the checks. With
     REPROTECT (KILL must be "secondary"), a fresh secondary then joins the
     survivor, the new pair runs COLO as long, and the primary is killed
-    for the newest secondary to take over. Returns a dict of figures;
-    raises AssertionError with what went wrong."""
+    for the newest secondary to take over. With OUTGOING_EVERY, every
+    that many-th request makes the guest open a connection to the Peer
+    (not in check-fullstack.py yet: see docs/colo.md); MAX_CHECKPOINTS
+    bounds the checkpoints in COLO, MAX_GAP the longest wait for a reply.
+    Returns a dict of figures; raises AssertionError with what went
+    wrong."""
     stack = Stack(qemu, linux_dir, **stack_args)
     client = None
     try:
         t0 = time.monotonic()
         stack.start()
         log(f"COLO running after {time.monotonic() - t0:.1f} s")
-        client = Client(stack.hosts)
+        peer = Peer(stack.hosts)
+        peer.ready.wait(10)
+        client = Client(stack.hosts, outgoing_every=outgoing_every)
         if not client.connected.wait(60) or client.error:
             raise AssertionError(f"client: {client.error or 'no connection'}")
         t_colo = time.monotonic()
@@ -583,17 +626,25 @@ def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,
             "rtt_ms": client.latencies(t_colo, t_kill),
             "after": sum(1 for _, s, _ in client.sent if s > t_failed),
             "disk_check": check,
+            "outgoing": peer.served,
         }
         problems = stack.console_problems() + stack.log_problems()
         if check != f"good {acked}":
             problems.append(f"the survivor's disk: {check!r} for {acked} "
                             "acknowledged records")
-        if figures["gap_s"] is None or figures["gap_s"] > 2.0:
+        if figures["gap_s"] is None or figures["gap_s"] > max_gap:
             problems.append(f"service gap {figures['gap_s']} s")
         if not figures["rtt_ms"] or figures["after"] == 0:
             problems.append("no replies during COLO or after the failover")
         if cps == 0:
             problems.append("no checkpoint while the client ran")
+        if max_checkpoints is not None and cps > max_checkpoints:
+            problems.append(f"{cps} checkpoints in COLO, more than "
+                            f"{max_checkpoints}: the guests' output "
+                            "differed")
+        if outgoing_every and peer.served < acked // outgoing_every:
+            problems.append(f"the guest's calls: {peer.served} of "
+                            f"{acked // outgoing_every} ({peer.error})")
         if not survivor.alive():
             problems.append("the survivor is gone")
         if problems:
@@ -613,4 +664,5 @@ def describe(f):
             f"checkpoints in COLO, RTT median {statistics.median(rtt):.1f} "
             f"p99 {percentile(rtt, 99):.1f} max {max(rtt):.1f} ms, failover "
             f"{f['failover_s']:.2f} s, service gap {f['gap_s']:.2f} s, "
-            f"{f['after']} after, disk {f['disk_check']}")
+            f"{f['after']} after, disk {f['disk_check']}"
+            f"{', %d calls of the guest' % f['outgoing'] if f.get('outgoing') else ''}")
