@@ -28,7 +28,9 @@ import fullstack  # noqa: E402
 # "hang-...": the side's QEMU is stopped (SIGSTOP) instead of killed, as a
 # host that hangs with its sockets open; "reprotect": the secondary is
 # killed, a fresh one joins the primary (its disk copied from the
-# primary's while the guest runs), and the primary is killed in turn
+# primary's while the guest runs), and the primary is killed in turn;
+# "reprotect-after-primary": the same after the primary's loss, the
+# secondary that took over getting a primary's proxy
 CONFIGS = [
     ("pc", "e1000", True, False, "primary"),
     ("pc", "e1000", True, False, "secondary"),
@@ -41,6 +43,7 @@ CONFIGS = [
     ("pc", "e1000", True, True, "hang-primary"),
     ("pc", "e1000", True, True, "hang-secondary"),
     ("pc", "e1000", True, True, "reprotect"),
+    ("pc", "e1000", True, True, "reprotect-after-primary"),
 ]
 
 
@@ -71,8 +74,10 @@ def main():
         start = time.monotonic()
         try:
             hang = kill.startswith("hang-")
-            reprotect = kill == "reprotect"
+            reprotect = kill.startswith("reprotect")
             f = fullstack.run_scenario(args.qemu, args.linux_dir,
+                                       "primary" if kill.endswith("-primary")
+                                       and reprotect else
                                        "secondary" if reprotect else
                                        kill.removeprefix("hang-"),
                                        hang=hang, reprotect=reprotect,

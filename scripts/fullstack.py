@@ -42,6 +42,9 @@ SERVICE_PORT = 7000
 # The client's own service, that the guest's calls for "o N"
 PEER_PORT = 7001
 MIGRATE_PORT, NBD_PORT, MIRROR_PORT, COMPARE_PORT = 9998, 9999, 9003, 9004
+# Each host's address on the COLO link, and the raw image of its disk
+HOST_IP = {"p": COLO_NET[0], "s": COLO_NET[1]}
+DISK = {"p": "primary.raw", "s": "secondary.raw"}
 DISK_MB = 16
 # What a guest's console must never show
 BAD_CONSOLE = ("MISMATCH", "Oops", "BUG:", "Kernel panic", "WARNING:",
@@ -254,15 +257,16 @@ class Stack:
         self.primary = self.secondary = None
         # Every QEMU started, the lost ones included
         self.vms = []
-        # Secondaries started so far; the quorum's next child index (it
-        # names each child it gets "children.N", N counting up)
+        # Secondaries started so far
         self.secondaries = 1
-        self.next_child = 1
+        # The side the last failover lost
+        self.lost = None
         try:
             self._images()
             self.secondary = self._start("secondary", "s",
-                                         self._secondary_args())
-            self.primary = self._start("primary", "p", self._primary_args())
+                                         self._secondary_args("s", "p"))
+            self.primary = self._start("primary", "p",
+                                       self._primary_args("p"))
         except BaseException:
             self.close()
             raise
@@ -272,8 +276,8 @@ class Stack:
     def _path(self, name):
         return os.path.join(self.workdir, name)
 
-    def _images(self, names=("primary.raw", "secondary.raw", "active.qcow2",
-                             "hidden.qcow2")):
+    def _images(self, names=("primary.raw", "secondary.raw",
+                             "active-s.qcow2", "hidden-s.qcow2")):
         for name in names:
             run(self.img, "create", "-q", "-f", name.split(".")[-1],
                 self._path(name), f"{DISK_MB}M")
@@ -300,39 +304,79 @@ class Stack:
                  "-device", f"{nic},id=e0,netdev=hn0,mac={GUEST_MAC}",
                  "-device", "virtio-blk-pci,drive=colo-disk0"])
 
-    def _primary_args(self):
-        v = self._vnet()
-        here, peer = "127.0.0.1", COLO_NET[0]
-        return self._common() + [
-            "-chardev", f"socket,id=mirror0,host={peer},port={MIRROR_PORT},"
-                        "server=on,wait=off",
-            "-chardev", f"socket,id=compare1,host={peer},port={COMPARE_PORT},"
-                        "server=on,wait=off",
-            "-chardev", f"socket,id=compare0,host={here},port=9001,"
-                        "server=on,wait=off",
-            "-chardev", f"socket,id=compare0-0,host={here},port=9001",
-            "-chardev", f"socket,id=compare_out,host={here},port=9005,"
-                        "server=on,wait=off",
-            "-chardev", f"socket,id=compare_out0,host={here},port=9005",
-            "-object", f"filter-mirror,id=m0,netdev=hn0,queue=tx,"
-                       f"outdev=mirror0{v}",
-            "-object", f"filter-redirector,netdev=hn0,id=redire0,queue=rx,"
-                       f"indev=compare_out{v}",
-            "-object", f"filter-redirector,netdev=hn0,id=redire1,queue=rx,"
-                       f"outdev=compare0{v}",
-            "-object", "iothread,id=iothread1",
-            "-object", f"colo-compare,id=comp0,primary_in=compare0-0,"
-                       f"secondary_in=compare1,outdev=compare_out0,"
-                       f"iothread=iothread1{v}",
+    def _proxy(self, host):
+        """The primary's half of the COLO proxy on HOST: (chardev id,
+        host, port, server) and (QOM type, properties) of each part"""
+        here, own = "127.0.0.1", HOST_IP[host]
+        chardevs = [("mirror0", own, MIRROR_PORT, True),
+                    ("compare1", own, COMPARE_PORT, True),
+                    ("compare0", here, 9001, True),
+                    ("compare0-0", here, 9001, False),
+                    ("compare_out", here, 9005, True),
+                    ("compare_out0", here, 9005, False)]
+        vnet = {"vnet_hdr_support": True} if self.nic != "e1000" else {}
+        filters = [("filter-mirror", {"id": "m0", "netdev": "hn0",
+                                      "queue": "tx", "outdev": "mirror0"}),
+                   ("filter-redirector", {"id": "redire0", "netdev": "hn0",
+                                          "queue": "rx",
+                                          "indev": "compare_out"}),
+                   ("filter-redirector", {"id": "redire1", "netdev": "hn0",
+                                          "queue": "rx",
+                                          "outdev": "compare0"})]
+        compare = [("iothread", {"id": "iothread1"}),
+                   ("colo-compare", {"id": "comp0",
+                                     "primary_in": "compare0-0",
+                                     "secondary_in": "compare1",
+                                     "outdev": "compare_out0",
+                                     "iothread": "iothread1", **vnet})]
+        return chardevs, [(t, {**p, **vnet}) for t, p in filters], compare
+
+    @staticmethod
+    def _option(props):
+        return ",".join(f"{k}={'on' if v is True else v}"
+                        for k, v in props.items())
+
+    def _primary_args(self, host):
+        chardevs, filters, compare = self._proxy(host)
+        args = []
+        for cid, addr, port, server in chardevs:
+            args += ["-chardev", f"socket,id={cid},host={addr},port={port}"
+                     + (",server=on,wait=off" if server else "")]
+        for qom_type, props in filters + compare:
+            args += ["-object", f"{qom_type},{self._option(props)}"]
+        return self._common() + args + [
             "-drive", "if=none,id=colo-disk0,driver=quorum,"
                       "read-pattern=fifo,vote-threshold=1,"
                       "children.0.driver=raw,"
-                      f"children.0.file.filename={self._path('primary.raw')}",
+                      f"children.0.file.filename={self._path(DISK[host])}",
         ]
 
-    def _secondary_args(self):
+    def _become_primary(self, vm):
+        """Give a secondary that took over a primary's proxy, over QMP:
+        its redirectors go, the primary's filters come in before its
+        filter-rewriter, then the compare"""
+        for obj in ("f2", "f1"):
+            vm.cmd("object-del", id=obj)
+        for cid in ("red1", "red0"):
+            vm.cmd("chardev-remove", id=cid)
+        chardevs, filters, compare = self._proxy(vm.host)
+        for cid, addr, port, server in chardevs:
+            vm.cmd("chardev-add", id=cid, backend={
+                "type": "socket",
+                "data": {"addr": {"type": "inet",
+                                  "data": {"host": addr, "port": str(port)}},
+                         "server": server,
+                         **({"wait": False} if server else {})}})
+        for qom_type, props in filters:
+            vm.cmd("object-add", **{"qom-type": qom_type, **props,
+                                    "insert": "before",
+                                    "position": "id=rew0"})
+        for qom_type, props in compare:
+            vm.cmd("object-add", **{"qom-type": qom_type, **props})
+
+    def _secondary_args(self, host, primary_host):
         v = self._vnet()
-        peer = COLO_NET[0]
+        peer = HOST_IP[primary_host]
         return self._common() + [
             "-chardev", f"socket,id=red0,host={peer},port={MIRROR_PORT},"
                         "reconnect-ms=1000",
@@ -344,17 +388,17 @@ class Stack:
                        f"outdev=red1{v}",
             "-object", f"filter-rewriter,id=rew0,netdev=hn0,queue=all{v}",
             "-drive", "if=none,id=parent0,node-name=parent0-node,driver=raw,"
-                      f"file.filename={self._path('secondary.raw')}",
+                      f"file.filename={self._path(DISK[host])}",
             "-drive", "if=none,id=childs0,driver=replication,mode=secondary,"
                       "top-id=colo-disk0,file.driver=qcow2,"
-                      f"file.file.filename={self._path('active.qcow2')},"
+                      f"file.file.filename={self._path(f'active-{host}.qcow2')},"
                       "file.backing.driver=qcow2,"
                       "file.backing.file.filename="
-                      f"{self._path('hidden.qcow2')},"
+                      f"{self._path(f'hidden-{host}.qcow2')},"
                       "file.backing.backing=parent0",
             "-drive", "if=none,id=colo-disk0,driver=quorum,"
                       "read-pattern=fifo,vote-threshold=1,children.0=childs0",
-            "-incoming", f"tcp:{COLO_NET[1]}:{MIGRATE_PORT}",
+            "-incoming", f"tcp:{HOST_IP[host]}:{MIGRATE_PORT}",
         ]
 
     def _start(self, name, host, args):
@@ -402,15 +446,16 @@ class Stack:
         from, over NBD"""
         self.secondary.cmd("nbd-server-start", addr={
             "type": "inet",
-            "data": {"host": COLO_NET[1], "port": str(NBD_PORT)}})
+            "data": {"host": HOST_IP[self.secondary.host],
+                     "port": str(NBD_PORT)}})
         self.secondary.cmd("block-export-add", type="nbd", id="parent0",
                            **{"node-name": "parent0-node"},
                            name="parent0", writable=True)
 
-    @staticmethod
-    def _nbd(node_name):
+    def _nbd(self, node_name):
         return {"driver": "nbd", "node-name": node_name, "export": "parent0",
-                "server": {"type": "inet", "host": COLO_NET[1],
+                "server": {"type": "inet",
+                           "host": HOST_IP[self.secondary.host],
                            "port": str(NBD_PORT)}}
 
     def _add_replication_child(self):
@@ -421,8 +466,11 @@ class Stack:
                          file=self._nbd("nbd0"))
         self.primary.cmd("x-blockdev-change", parent="colo-disk0",
                          node="replication0")
-        self.replication_child = f"children.{self.next_child}"
-        self.next_child += 1
+        # The quorum names each child it gets "children.N", N counting up
+        vm = self.primary
+        vm.next_child = getattr(vm, "next_child", 1)
+        self.replication_child = f"children.{vm.next_child}"
+        vm.next_child += 1
 
     def start_replication(self):
         """Block replication, over QMP alone"""
@@ -434,8 +482,8 @@ class Stack:
             vm.cmd("migrate-set-capabilities", capabilities=self.caps())
         self.primary.cmd("migrate-set-parameters",
                          **{"x-checkpoint-delay": self.checkpoint_delay})
-        self.primary.cmd("migrate",
-                         uri=f"tcp:{COLO_NET[1]}:{MIGRATE_PORT}")
+        self.primary.cmd("migrate", uri=f"tcp:{HOST_IP[self.secondary.host]}"
+                                        f":{MIGRATE_PORT}")
         for vm in (self.primary, self.secondary):
             vm.wait_event("MIGRATION", timeout, match={"status": "colo"})
 
@@ -478,16 +526,24 @@ class Stack:
         self.primary.cmd("cont")
 
     def reprotect(self, timeout=180):
-        """After the secondary's loss and the primary's failover: a fresh
-        secondary, with the first one's command line and fresh active and
-        hidden disks, on the lost host, joins the primary. The proxy
-        stays as it was: the new secondary connects to the same sockets,
-        and colo-compare compares again once COLO starts."""
-        self.secondary.kill()
-        self._images(("active.qcow2", "hidden.qcow2"))
+        """After a failover: a fresh secondary, with the first one's
+        command line (the survivor's address in it) and fresh active and
+        hidden disks, on the lost host, joins the survivor. A primary
+        keeps its proxy: the new secondary connects to the same sockets,
+        and colo-compare compares again once COLO starts. A secondary
+        that took over gets a primary's proxy first."""
+        lost = self.lost
+        survivor = self.secondary if lost is self.primary else self.primary
+        lost.kill()
+        if survivor is self.secondary:
+            self._become_primary(survivor)
+        host = lost.host
+        self._images((f"active-{host}.qcow2", f"hidden-{host}.qcow2"))
         self.secondaries += 1
-        self.secondary = self._start(f"secondary{self.secondaries}", "s",
-                                     self._secondary_args())
+        self.primary = survivor
+        self.secondary = self._start(f"secondary{self.secondaries}", host,
+                                     self._secondary_args(host,
+                                                          survivor.host))
         self._export_secondary_disk()
         self._resync_disk()
         self._migrate(timeout)
@@ -503,6 +559,7 @@ class Stack:
         Returns the survivor."""
         victim = getattr(self, kill)
         survivor = self.secondary if kill == "primary" else self.primary
+        self.lost = victim
         if hang:
             os.killpg(victim.proc.pid, signal.SIGSTOP)
         else:
@@ -577,9 +634,9 @@ def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,
                  max_gap=2.0, max_checkpoints=None, **stack_args):
     """One run: COLO with the client's requests, KILL killed (or, with
     HANG, stopped), failover, more requests, and the checks. With
-    REPROTECT (KILL must be "secondary"), a fresh secondary then joins the
-    survivor, the new pair runs COLO as long, and the primary is killed
-    for the newest secondary to take over. With OUTGOING_EVERY, every
+    REPROTECT, a fresh secondary then joins the survivor, the new pair
+    runs COLO as long, and its primary is killed for the newest secondary
+    to take over. With OUTGOING_EVERY, every
     that many-th request makes the guest open a connection to the Peer
     (not in check-fullstack.py yet: see docs/colo.md); MAX_CHECKPOINTS
     bounds the checkpoints in COLO, MAX_GAP the longest wait for a reply.
