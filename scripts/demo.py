@@ -90,11 +90,17 @@ def main():
                     help="after the failover, checkpoints of the survivor"
                     " with a fresh secondary, before it is lost in turn"
                     " (0: end with the first failover)")
+    ap.add_argument("--reprotect-seconds", type=int, default=8,
+                    help="the whole stack: after the failover, seconds of"
+                    " COLO of the survivor with a fresh secondary, before"
+                    " it is lost in turn (0: end with the first failover)")
     args = ap.parse_args()
     if args.linux_dir and not args.memory_only:
         if os.geteuid() == 0:
             import demo_fullstack
-            return demo_fullstack.run(args.qemu, args.linux_dir)
+            return demo_fullstack.run(
+                args.qemu, args.linux_dir,
+                reprotect_seconds=args.reprotect_seconds)
         print("The whole COLO stack needs root (network namespaces, "
               "bridges, taps): showing a memory-only pair instead.\n")
     background = None

@@ -6,8 +6,10 @@ creates and deletes), a TCP service with a disk in the Linux guest, and
 a client outside that sends a numbered request every 50 ms over one
 connection. It prints a table of the client's request latency per
 second, kills the primary, fails over, and shows that the client's
-connection carries on and that every record the guest acknowledged is on
-the survivor's disk.
+connection carries on. Then it re-protects the survivor: a fresh
+secondary joins it (its disk copied from the survivor's while the guest
+runs), the new pair checkpoints, and its primary is killed in turn. Last,
+the newest survivor's guest reads back every record it acknowledged.
 """
 
 import statistics
@@ -29,7 +31,10 @@ def show_seconds(client, stack, start, seconds, first_second):
         cps = None
         if stack.primary.alive():
             total = stack.checkpoints()
-            cps, cps_seen = total - cps_seen, total
+            # A pair's statistics count from 0: a survivor that was a
+            # secondary counted its checkpoints as one
+            cps = total - cps_seen if total >= cps_seen else total
+            cps_seen = total
         if rtt:
             print(f"{first_second + i:>4}  {len(rtt):>8}  "
                   f"{statistics.median(rtt):>7.1f}  {max(rtt):>7.1f}  "
@@ -41,8 +46,19 @@ def show_seconds(client, stack, start, seconds, first_second):
             break
 
 
+def fail_over(client, stack, start, first_second, after_seconds, what):
+    """Kill the primary, fail over, and show AFTER_SECONDS more rows."""
+    print(f"\nKilling the primary ({what}, SIGKILL); on the secondary: "
+          "yank, nbd-server-stop, x-colo-lost-heartbeat...")
+    t = time.monotonic()
+    stack.fail_over("primary")
+    print(f"The secondary runs the guest alone "
+          f"({time.monotonic() - t:.2f} s).\n")
+    show_seconds(client, stack, start, after_seconds, first_second)
+
+
 def run(qemu, linux_dir, colo_seconds=10, after_seconds=6, nic="e1000",
-        background=True, early_resume=True):
+        background=True, early_resume=True, reprotect_seconds=8):
     print(f"Starting the whole COLO stack: block replication and the COLO "
           f"proxy (colo-compare, filter-mirror, filter-redirector, "
           f"filter-rewriter), {nic}, TCG, a checkpoint a second at most"
@@ -67,14 +83,24 @@ def run(qemu, linux_dir, colo_seconds=10, after_seconds=6, nic="e1000",
               f"{'checkpoints':>11}")
         start = time.monotonic()
         show_seconds(client, stack, start, colo_seconds, 1)
-        print("\nKilling the primary (SIGKILL); on the secondary: yank, "
-              "nbd-server-stop, x-colo-lost-heartbeat...")
-        t = time.monotonic()
-        stack.fail_over("primary")
-        print(f"The secondary runs the guest alone "
-              f"({time.monotonic() - t:.2f} s).\n")
-        show_seconds(client, stack, start + colo_seconds, after_seconds,
-                     colo_seconds + 1)
+        fail_over(client, stack, start + colo_seconds, colo_seconds + 1,
+                  after_seconds, "the first one")
+        second = colo_seconds + after_seconds
+        if reprotect_seconds:
+            print("\nRe-protecting the survivor: it gets a primary's proxy "
+                  "over QMP, a fresh secondary starts on the lost host, "
+                  "the survivor's disk is copied to it while the guest "
+                  "runs, and COLO starts again...")
+            t = time.monotonic()
+            stack.reprotect()
+            print(f"Both sides are in the colo state again "
+                  f"({time.monotonic() - t:.1f} s).\n")
+            # The client kept going meanwhile: rows from now on
+            now = time.monotonic()
+            show_seconds(client, stack, now, reprotect_seconds, second + 1)
+            fail_over(client, stack, now + reprotect_seconds,
+                      second + reprotect_seconds + 1, after_seconds,
+                      "the former secondary")
         check = client.finish()
         gap = client.max_gap()
         acked = len(client.sent)

@@ -18,7 +18,8 @@ kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
 out=$CACHE/linux-guest/$kpkg
 init_src=$TOP/guest/colo-init.c
 stamp=$out/.colo-ft-initrd
-want=$(sha256sum "$init_src" "$0" | sha256sum | cut -d' ' -f1)
+# What the initrd is made of: the contents, not the paths they were named by
+want=$(cat "$init_src" "$0" | sha256sum | cut -d" " -f1)
 if [ -f "$out/vmlinuz" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
     echo "$out"
     exit 0
