@@ -15,8 +15,10 @@
 #          the unit tests, precopy/tcp/plain and the COLO smoke set (pc,
 #          both failovers, with and without return path) where the prefix
 #          has the COLO tests
-#   build  tests or docs only: the build; the tests the prefix adds or
-#          changes run on the whole series, in make check
+#   build  tests or docs only, or the network filters (net/) besides: the
+#          build; the tests the prefix adds or changes run on the whole
+#          series, in make check (the smoke set is memory-only: it runs
+#          no code in net/)
 #
 #   --all-tests  every pc COLO test on every code prefix
 #   --from N     start at prefix N (the skipped ones are reported as skipped)
@@ -54,7 +56,7 @@ trap back_to_tip EXIT
 # The class of a commit: "code" or "build" (see above).
 prefix_class() {
     if qgit diff-tree --no-commit-id --name-only -r "$1" |
-       grep -qvE '^(docs/|tests/|MAINTAINERS$)'; then
+       grep -qvE '^(docs/|tests/|net/|MAINTAINERS$)'; then
         echo code
     else
         echo build
