@@ -74,6 +74,19 @@ def progress_rate(vm, seconds):
     return ((p1 - p0) & 0xffffffff) / (t1 - t0)
 
 
+# The guest alone: ALONE_SAMPLES windows before COLO and as many after it
+# (the survivor of a failover, alone again), each as long as a checkpoint
+# interval (1 s at least, 3 s at most), so that "alone" and "under COLO"
+# are measured over comparable spans of the same process, and their
+# spread shows how far the figure can be trusted.
+ALONE_SAMPLES = 3
+
+
+def alone_rates(vm, interval):
+    window = min(3.0, max(1.0, interval / 1000))
+    return [progress_rate(vm, window) for _ in range(ALONE_SAMPLES)]
+
+
 def colo_stats(vm):
     return vm.cmd("query-migrate").get("colo", {})
 
@@ -97,7 +110,9 @@ def run_one(cfg, workload, interval, args):
                          hot_pages=w["hot_pages"], background=background,
                          link=args.link, xbzrle=cfg.get("xbzrle", False),
                          flush_threads=cfg.get("flush_threads"),
-                         early_resume=cfg.get("early_resume", False))
+                         early_resume=cfg.get("early_resume", False),
+                         resume_before_ram=cfg.get("resume_before_ram",
+                                                   False))
     try:
         # The guest's own loop alone, once it has written its whole range
         # once (the first pass also faults the host pages in); the idle
@@ -108,7 +123,8 @@ def run_one(cfg, workload, interval, args):
             while (progress(pair.primary) < pages and
                    time.monotonic() < deadline):
                 time.sleep(0.1)
-            rec["native_pages_per_s"] = progress_rate(pair.primary, 1.0)
+            time.sleep(1.0)
+            rec["alone_before"] = alone_rates(pair.primary, interval)
         pair.start()
         timeout = max(30, 10 * interval / 1000)
         p, s = pair.primary, pair.secondary
@@ -129,6 +145,13 @@ def run_one(cfg, workload, interval, args):
                 continue
             if t_start is None:
                 t_start, p_start = time.monotonic(), progress(p)
+                t_last, p_last = t_start, p_start
+            elif workload != "idle":
+                # the guest's rate over each checkpoint interval
+                now, pages = time.monotonic(), progress(p)
+                rec.setdefault("colo_intervals", []).append(
+                    ((pages - p_last) & 0xffffffff) / (now - t_last))
+                t_last, p_last = now, pages
             c = {"pause_ms": (after_p - colo.event_time(stop)) * 1000,
                  "secondary_stop_ms":
                      (after_s - colo.event_time(sstop)) * 1000}
@@ -144,6 +167,11 @@ def run_one(cfg, workload, interval, args):
             rec["checkpoints"].append(c)
         rec["colo_pages_per_s"] = (((progress(p) - p_start) & 0xffffffff) /
                                    (time.monotonic() - t_start))
+        if workload != "idle":
+            pair.failover_to_primary()
+            rec["alone_after"] = alone_rates(p, interval)
+            rec["native_pages_per_s"] = statistics.median(
+                rec["alone_before"] + rec["alone_after"])
     except Exception as e:  # a failed run is reported, not fatal
         rec["error"] = f"{type(e).__name__}: {e}"
     finally:
@@ -210,6 +238,9 @@ def summarize(runs, configs):
                 s["wasted"].append(c["background-wasted-bytes-delta"])
         if "native_pages_per_s" in r:
             s["native"].append(r["native_pages_per_s"])
+            s.setdefault("alone", []).extend(r["alone_before"] +
+                                             r["alone_after"])
+            s.setdefault("intervals", []).extend(r.get("colo_intervals", []))
         if "colo_pages_per_s" in r:
             s["colo"].append(r["colo_pages_per_s"])
     return out
@@ -217,6 +248,23 @@ def summarize(runs, configs):
 
 def med(v, scale=1.0, fmt="{:.1f}"):
     return fmt.format(statistics.median(v) / scale) if v else "n/a"
+
+
+def progress_cell(s):
+    """Progress under COLO as % of alone, with the spread of both: the
+    alone windows (min-max) and the checkpoint intervals (p10-p90)."""
+    alone = statistics.median(s["native"])
+    cell = f"{100 * statistics.median(s['colo']) / alone:.0f}%"
+    a = s.get("alone", [])
+    if a:
+        cell += (f" (alone {100 * min(a) / alone:.0f}-"
+                 f"{100 * max(a) / alone:.0f}%")
+        iv = s.get("intervals", [])
+        if iv:
+            cell += (f", intervals {100 * percentile(iv, 10) / alone:.0f}-"
+                     f"{100 * percentile(iv, 90) / alone:.0f}%")
+        cell += ")"
+    return cell
 
 
 def markdown(env, summ, configs, args):
@@ -241,7 +289,13 @@ def markdown(env, summ, configs, args):
              "MiB per checkpoint sent between checkpoints, and of that what "
              "the guest dirtied again. Progress: guest pages written per "
              "second under COLO, as % of the same guest alone (not for "
-             "idle, which writes a page every few seconds).", "",
+             "idle, which writes a page every few seconds); alone is the "
+             f"median of {ALONE_SAMPLES} windows before COLO and "
+             f"{ALONE_SAMPLES} after it (the primary alone after a "
+             "failover), each one checkpoint interval long (1-3 s); in "
+             "brackets the range of those windows and the p10-p90 of the "
+             "guest's rate over single checkpoint intervals under COLO, "
+             "both as % of alone.", "",
              "| workload | interval | build | n | min | median | p90 | max "
              "| x floor | secondary stop | carried | background | wasted "
              "| progress | median vs baseline | p90 vs baseline |",
@@ -263,7 +317,7 @@ def markdown(env, summ, configs, args):
                 if wl == "idle":
                     prog = "-"  # a page every few seconds: no rate to tell
                 elif s["colo"] and s["native"] and statistics.median(s["native"]):
-                    prog = (f"{100 * statistics.median(s['colo']) / statistics.median(s['native']):.0f}%")
+                    prog = progress_cell(s)
                 b = summ.get((wl, iv, base))
                 r_med = r_p90 = ""
                 if name != base and b and b["pause"]:
@@ -343,7 +397,7 @@ def main():
     ap.add_argument("--report", metavar="JSON",
                     help="only write the .md and .png of an earlier run")
     ap.add_argument("--full", action="store_true",
-                    help="full mode: 5 configurations, 2 runs x 12"
+                    help="full mode: 6 configurations, 2 runs x 12"
                     " checkpoints each (default: quick, 1 run x 5)")
     ap.add_argument("--reps", type=int)
     ap.add_argument("--checkpoints", type=int)
@@ -366,6 +420,12 @@ def main():
     ap.add_argument("--early-resume", action="store_true",
                     help="also measure the series with x-colo-early-resume"
                     " (always in --full)")
+    ap.add_argument("--resume-before-ram", action="store_true",
+                    help="also measure the series with early resume and"
+                    " x-colo-resume-before-ram (always in --full)")
+    ap.add_argument("--only", help="comma-separated configurations to run"
+                    " (of baseline, series-nobg, series, series-xbzrle,"
+                    " series-early, series-rbr)")
     ap.add_argument("--out", default=os.path.join(TOP, "results"))
     args = ap.parse_args()
     if args.report:
@@ -393,7 +453,15 @@ def main():
         configs.append({"name": "series-early", "qemu": args.candidate,
                         "background": True, "early_resume": True,
                         "flush_threads": args.flush_threads})
+    if args.full or args.resume_before_ram:
+        configs.append({"name": "series-rbr", "qemu": args.candidate,
+                        "background": True, "early_resume": True,
+                        "resume_before_ram": True,
+                        "flush_threads": args.flush_threads})
 
+    if args.only:
+        keep = args.only.split(",")
+        configs = [c for c in configs if c["name"] in keep]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
     env = environment(args, configs)
     env["command"] = " ".join(["scripts/bench.py"] + sys.argv[1:])

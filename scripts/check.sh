@@ -91,13 +91,23 @@ fi
 # One migration-test path, each test once, in a process of its own; prints
 # the test's output and its time, returns its exit status.
 run_test() {
-    local t=$1 u start=$SECONDS rc=0 skip=()
+    local t=$1 u start=$SECONDS rc=0 skip=() test_pid report_pid
     # GLib's -p also runs the tests below the path (precopy/tcp/plain
     # would run precopy/tcp/plain/switchover-ack too): skip those.
     for u in "${all[@]}"; do
         [[ $u == "$t"/* ]] && skip+=(-s "$u")
     done
-    timeout -k 10 "$TEST_TIMEOUT" "$TOP/scripts/tcg-only.sh" "$mt" --full --tap -p "$t" "${skip[@]}" || rc=$?
+    # A test still running 20 s before its timeout says where it hangs
+    timeout -k 10 "$TEST_TIMEOUT" "$TOP/scripts/tcg-only.sh" "$mt" --full --tap -p "$t" "${skip[@]}" &
+    test_pid=$!
+    bash "$TOP/scripts/hang-report.sh" "$test_pid" "$((TEST_TIMEOUT - 20))" &
+    report_pid=$!
+    wait "$test_pid" || rc=$?
+    # The report of a test that ran into its timeout is out by then
+    if [ "$rc" != 124 ]; then
+        kill "$report_pid" 2>/dev/null || true
+    fi
+    wait "$report_pid" 2>/dev/null || true
     echo "# $t: $((SECONDS - start)) s"
     return "$rc"
 }

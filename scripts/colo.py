@@ -167,7 +167,10 @@ class Vm:
             evs = self.qmp.get_events(wait=wait)
         except TimeoutError:
             evs = []
-        self.qmp.clear_events()
+        # What came while get_events() waited for the first: clearing the
+        # queue here instead would lose it (STOP and RESUME a fraction of
+        # a millisecond apart lost the RESUME)
+        evs += self.qmp.get_events(wait=False)
         self.events.extend(evs)
         return evs
 
@@ -266,7 +269,8 @@ class ColoPair:
                  return_path=True, checkpoint_delay=1000, extra=(),
                  workdir=None, src=None, sweep_delay=0, mem_end=None,
                  hot_pages=0, background=None, link=None,
-                 xbzrle=False, flush_threads=None, early_resume=False):
+                 xbzrle=False, flush_threads=None, early_resume=False,
+                 resume_before_ram=False):
         self.src = src or os.environ.get("COLO_FT_SRC",
                                          os.path.join(TOP, "qemu"))
         self.own_workdir = workdir is None
@@ -280,6 +284,8 @@ class ColoPair:
         self.flush_threads = flush_threads
         # x-colo-early-resume on both sides
         self.early_resume = early_resume
+        # x-colo-resume-before-ram (with early resume)
+        self.resume_before_ram = resume_before_ram
         boot = os.path.join(self.workdir, "bootsect")
         self.mem_end = mem_end or TEST_MEM_END
         # xbzrle on the primary, with a cache (a power of two) that holds
@@ -327,8 +333,11 @@ class ColoPair:
                          "state": True})
         if self.xbzrle_cache:
             caps.append({"capability": "xbzrle", "state": True})
-        if self.early_resume:
+        if self.early_resume or self.resume_before_ram:
             caps.append({"capability": "x-colo-early-resume", "state": True})
+        if self.resume_before_ram:
+            caps.append({"capability": "x-colo-resume-before-ram",
+                         "state": True})
         return caps
 
     def start(self, timeout=120):

@@ -5,6 +5,7 @@
 #  - QEMU's build and test dependencies and the firmware the +ds repack lacks
 #  - iproute2, for the namespaces, bridges and taps of the full-stack test
 #    and demo
+#  - gdb, for the backtraces of a test that hangs (scripts/hang-report.sh)
 #  - with --bench, also what the benchmark needs (matplotlib)
 set -euo pipefail
 
@@ -17,7 +18,7 @@ fi
 PKGS=(build-essential dpkg-dev git make pkg-config flex bison ninja-build
       python3 python3-venv python3-setuptools libglib2.0-dev libpixman-1-dev
       zlib1g-dev libslirp-dev libfdt-dev seabios ipxe-qemu xz-utils perl
-      iproute2)
+      iproute2 gdb)
 BPO_PKGS=(meson python3-pycotap)
 if [ "${1:-}" = "--bench" ]; then
     PKGS+=(python3-matplotlib)
