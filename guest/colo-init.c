@@ -33,10 +33,15 @@
  *    the first sector K that does not hold record K.
  * The checks above keep running beside it, at the lowest priority and
  * without the module (which might be the NIC's).
+ *
+ * With colo_httpd=PORT as well, Debian's busybox httpd (in the initrd:
+ * scripts/linux-guest.sh) serves /www on PORT, beside the service, for the
+ * client benchmark of scripts/netbench.py; its CGIs are in guest/www.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -50,7 +55,9 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -376,8 +383,46 @@ static int listen_on(int port)
     return s;
 }
 
+/* As PID 1, reap what httpd's children leave behind them */
+static void reap_children(int sig)
+{
+    int saved = errno;
+
+    while (waitpid(-1, NULL, WNOHANG) > 0) {
+        continue;
+    }
+    errno = saved;
+}
+
+/* busybox httpd on @port, in the foreground of a child of its own */
+static void start_httpd(const char *port)
+{
+    struct sigaction sa = { .sa_handler = reap_children,
+                            .sa_flags = SA_RESTART | SA_NOCLDSTOP };
+    pid_t pid;
+
+    sigaction(SIGCHLD, &sa, NULL);
+    /* For the CGIs (/proc/self/schedstat) */
+    mkdir("/proc", 0555);
+    mount("proc", "/proc", "proc", 0, NULL);
+    pid = fork();
+    if (pid == 0) {
+        execl("/bin/busybox", "busybox", "httpd", "-f", "-p", port,
+              "-h", "/www", (char *)NULL);
+        say("colo-guest: cannot run httpd: %s\n", strerror(errno));
+        _exit(1);
+    }
+    if (pid < 0) {
+        say("colo-guest: cannot run httpd: %s\n", strerror(errno));
+        return;
+    }
+    say("colo-guest: httpd on port %s\n", port);
+}
+
 static int service(int port, const char *cidr)
 {
+    const char *httpd = getenv("colo_httpd");
+
     int disk, s;
 
     load_modules();
@@ -394,6 +439,9 @@ static int service(int port, const char *cidr)
     if (fork() == 0) {
         (void)!nice(19);
         return check_loop(0);
+    }
+    if (httpd) {
+        start_httpd(httpd);
     }
     say("colo-guest: service on port %d\n", port);
     for (;;) {

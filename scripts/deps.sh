@@ -6,7 +6,8 @@
 #  - iproute2, for the namespaces, bridges and taps of the full-stack test
 #    and demo
 #  - gdb, for the backtraces of a test that hangs (scripts/hang-report.sh)
-#  - with --bench, also what the benchmark needs (matplotlib)
+#  - with --bench, also what the benchmarks need (matplotlib; wrk, the
+#    client benchmark's load generator)
 set -euo pipefail
 
 SUDO=
@@ -21,7 +22,7 @@ PKGS=(build-essential dpkg-dev git make pkg-config flex bison ninja-build
       iproute2 gdb)
 BPO_PKGS=(meson python3-pycotap)
 if [ "${1:-}" = "--bench" ]; then
-    PKGS+=(python3-matplotlib)
+    PKGS+=(python3-matplotlib wrk)
 fi
 
 LIST=/etc/apt/sources.list.d/colo-ft.sources

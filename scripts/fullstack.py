@@ -22,6 +22,7 @@ on the secondary, quorum + replication over NBD for the disk.
 """
 
 import ctypes
+import datetime
 import os
 import shutil
 import signal
@@ -39,6 +40,8 @@ GUEST_IP = "10.78.0.10"
 CLIENT_IP = "10.78.0.100"
 GUEST_MAC = "52:54:00:c0:10:01"
 SERVICE_PORT = 7000
+# busybox httpd's, with Stack(httpd=True)
+HTTP_PORT = 80
 # The client's own service, that the guest's calls for "o N"
 PEER_PORT = 7001
 MIGRATE_PORT, NBD_PORT, MIRROR_PORT, COMPARE_PORT = 9998, 9999, 9003, 9004
@@ -244,8 +247,16 @@ class Stack:
 
     def __init__(self, qemu, linux_dir, nic="e1000", machine="pc",
                  background=False, early_resume=True, return_path=True,
-                 checkpoint_delay=1000, img=None):
+                 checkpoint_delay=1000, img=None, httpd=False, colo=True,
+                 resume_before_ram=False, trace=None):
+        """With HTTPD, the guest also runs busybox httpd on port 80; without
+        COLO, the primary runs alone, without the proxy and the secondary
+        (the client benchmark's floor). TRACE: QEMU's trace events to
+        enable (-trace's enable=, a pattern), as COLO_STACK_TRACE does."""
+        self.trace = trace
         self.qemu, self.nic, self.machine = qemu, nic, machine
+        self.httpd, self.colo = httpd, colo
+        self.resume_before_ram = resume_before_ram
         self.background, self.early_resume = background, early_resume
         self.return_path = return_path
         self.checkpoint_delay = checkpoint_delay
@@ -263,6 +274,10 @@ class Stack:
         self.lost = None
         try:
             self._images()
+            if not colo:
+                self.primary = self._start("primary", "p",
+                                           self._solo_args("p"))
+                return
             self.secondary = self._start("secondary", "s",
                                          self._secondary_args("s", "p"))
             self.primary = self._start("primary", "p",
@@ -272,6 +287,26 @@ class Stack:
             raise
 
     # --- command lines ---------------------------------------------------
+
+    def trace_lines(self, vm, event):
+        """(wall-clock time, the rest) of each line of VM's trace for EVENT"""
+        try:
+            with open(self._path(vm.name + ".trace"), errors="replace") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return []
+        out = []
+        for line in lines:
+            stamp, _, rest = line.partition(" ")
+            if not rest.startswith(event + " "):
+                continue
+            try:
+                t = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ")
+            except ValueError:
+                continue
+            t = t.replace(tzinfo=datetime.timezone.utc).timestamp()
+            out.append((t, rest[len(event) + 1:]))
+        return out
 
     def _path(self, name):
         return os.path.join(self.workdir, name)
@@ -298,7 +333,8 @@ class Stack:
                  "-append", f"console=ttyS0 quiet ipv6.disable=1 "
                             f"colo_service={SERVICE_PORT} "
                             f"colo_ip={GUEST_IP}/24 "
-                            f"colo_peer={CLIENT_IP}:{PEER_PORT}",
+                            f"colo_peer={CLIENT_IP}:{PEER_PORT}"
+                            f"{' colo_httpd=%d' % HTTP_PORT if self.httpd else ''}",
                  "-netdev", "tap,id=hn0,ifname=tap0,script=no,"
                             "downscript=no,vhost=off",
                  "-device", f"{nic},id=e0,netdev=hn0,mac={GUEST_MAC}",
@@ -350,6 +386,11 @@ class Stack:
                       "children.0.driver=raw,"
                       f"children.0.file.filename={self._path(DISK[host])}",
         ]
+
+    def _solo_args(self, host):
+        return self._common() + [
+            "-drive", "if=none,id=colo-disk0,driver=raw,"
+                      f"file.filename={self._path(DISK[host])}"]
 
     def _become_primary(self, vm):
         """Give a secondary that took over a primary's proxy, over QMP:
@@ -404,7 +445,8 @@ class Stack:
     def _start(self, name, host, args):
         # COLO_STACK_TRACE="enable=PATTERN" or "events=FILE": QEMU's trace
         # events (-trace), with timestamps, to NAME.trace
-        pattern = os.environ.get("COLO_STACK_TRACE")
+        pattern = os.environ.get("COLO_STACK_TRACE") or \
+            (f"enable={self.trace}" if self.trace else None)
         if pattern:
             args = args + ["-msg", "timestamp=on",
                            "-trace", f"{pattern},"
@@ -434,11 +476,16 @@ class Stack:
         except OSError:
             return ""
 
-    def caps(self):
+    def caps(self, primary=True):
         caps = {"x-colo": True, "events": True,
-                "return-path": self.return_path,
-                "x-colo-early-resume": self.early_resume,
-                "x-colo-background-ram": self.background}
+                "return-path": self.return_path}
+        # Only what is on: a baseline QEMU has none of the series' own
+        for cap, on in (("x-colo-early-resume", self.early_resume),
+                        ("x-colo-background-ram", self.background),
+                        ("x-colo-resume-before-ram",
+                         self.resume_before_ram and primary)):
+            if on:
+                caps[cap] = True
         return [{"capability": c, "state": s} for c, s in caps.items()]
 
     def _export_secondary_disk(self):
@@ -479,7 +526,8 @@ class Stack:
 
     def _migrate(self, timeout):
         for vm in (self.secondary, self.primary):
-            vm.cmd("migrate-set-capabilities", capabilities=self.caps())
+            vm.cmd("migrate-set-capabilities",
+                   capabilities=self.caps(vm is self.primary))
         self.primary.cmd("migrate-set-parameters",
                          **{"x-checkpoint-delay": self.checkpoint_delay})
         self.primary.cmd("migrate", uri=f"tcp:{HOST_IP[self.secondary.host]}"
@@ -492,6 +540,8 @@ class Stack:
         nothing to its disk before a client asks it to, so the two disks
         are still the same when the replication child is added."""
         self.wait_console(self.primary, "colo-guest: service on port")
+        if not self.colo:
+            return
         self.start_replication()
         self._migrate(timeout)
 
