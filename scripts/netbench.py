@@ -375,7 +375,15 @@ def markdown(env, runs):
     return "\n".join(lines) + "\n"
 
 
+COLORS = {"no-colo": "0.6", "baseline": "tab:red",
+          "series-early": "tab:blue", "series-background": "tab:green",
+          "series-rbr": "tab:purple"}
+STYLES = {"periodic": "-", "divergence": "--", "no-checkpoint": ":"}
+
+
 def plot(runs, path):
+    """Latency CDFs: one color a configuration (every repetition drawn,
+    labelled once), the floor in grey in every panel"""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -383,23 +391,25 @@ def plot(runs, path):
     fig, axes = plt.subplots(2, len(panels), figsize=(5 * len(panels), 8),
                              squeeze=False)
     for col, (mode, interval) in enumerate(panels):
+        labelled = set()
         for r in runs:
-            if r["config"] == "no-colo":
-                label = "no-colo"
-            elif mode == "periodic" and (r["mode"] != "periodic" or
-                                         r["interval"] != interval):
+            if r["config"] != "no-colo" and (
+                    (mode == "periodic") != (r["mode"] == "periodic") or
+                    (mode == "periodic" and r["interval"] != interval)):
                 continue
-            elif mode == "other" and r["mode"] == "periodic":
-                continue
-            else:
-                label = r["config"] + ("" if mode == "periodic"
-                                       else f" ({r['mode']})")
+            label = r["config"] + ("" if r["mode"] == "periodic"
+                                   else f" ({r['mode']})")
+            style = {"color": COLORS.get(r["config"], "k"),
+                     "linestyle": STYLES.get(r["mode"], "-"),
+                     "linewidth": 1,
+                     "label": None if label in labelled else label}
+            labelled.add(label)
             q = r["wrk"]["quantiles"]
             axes[0][col].plot([us / 1000 for _, us in q],
-                              [p / 100 for p, _ in q], label=label)
+                              [p / 100 for p, _ in q], **style)
             ms = sorted(c["ms"] for c in r["client"])
             axes[1][col].plot(ms, [(i + 1) / len(ms)
-                                   for i in range(len(ms))], label=label)
+                                   for i in range(len(ms))], **style)
         title = (f"checkpoints every {interval} ms" if mode == "periodic"
                  else "1000 ms: divergence, no checkpoint")
         for row, what in enumerate(("wrk (load)", "interactive client")):
