@@ -15,6 +15,9 @@
 #          the unit tests, precopy/tcp/plain and the COLO smoke set (pc,
 #          both failovers, with and without return path) where the prefix
 #          has the COLO tests
+#   colo   code, but only COLO's own files (migration/colo*,
+#          include/migration/colo.h) besides those of build: the same
+#          without precopy/tcp/plain, which runs no COLO code
 #   build  tests or docs only, or the network filters (net/) besides: the
 #          build; the tests the prefix adds or changes run on the whole
 #          series, in make check (the smoke set is memory-only: it runs
@@ -53,13 +56,16 @@ back_to_tip() {
 }
 trap back_to_tip EXIT
 
-# The class of a commit: "code" or "build" (see above).
+# The class of a commit: "code", "colo" or "build" (see above).
 prefix_class() {
-    if qgit diff-tree --no-commit-id --name-only -r "$1" |
-       grep -qvE '^(docs/|tests/|net/|MAINTAINERS$)'; then
-        echo code
-    else
+    local files
+    files=$(qgit diff-tree --no-commit-id --name-only -r "$1")
+    if ! grep -qvE '^(docs/|tests/|net/|MAINTAINERS$)' <<<"$files"; then
         echo build
+    elif ! grep -qvE '^(docs/|tests/|net/|MAINTAINERS$|migration/colo[^/]*$|include/migration/colo\.h$)' <<<"$files"; then
+        echo colo
+    else
+        echo code
     fi
 }
 
