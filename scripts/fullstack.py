@@ -34,6 +34,7 @@ import threading
 import time
 
 import colo
+import colo_qmp
 
 COLO_NET = ("10.77.0.1", "10.77.0.2")
 GUEST_IP = "10.78.0.10"
@@ -44,7 +45,7 @@ SERVICE_PORT = 7000
 HTTP_PORT = 80
 # The client's own service, that the guest's calls for "o N"
 PEER_PORT = 7001
-MIGRATE_PORT, NBD_PORT, MIRROR_PORT, COMPARE_PORT = 9998, 9999, 9003, 9004
+MIGRATE_PORT, NBD_PORT = colo_qmp.PORTS["migrate"], colo_qmp.PORTS["nbd"]
 # Each host's address on the COLO link, and the raw image of its disk
 HOST_IP = {"p": COLO_NET[0], "s": COLO_NET[1]}
 DISK = {"p": "primary.raw", "s": "secondary.raw"}
@@ -60,15 +61,21 @@ def run(*args, check=True):
 
 
 class Hosts:
-    """The namespaces and links of the picture above."""
+    """The namespaces and links of the picture above. With LAN_ADDRESSES
+    (a cluster's nodes: scripts/cluster.py), each host's br0 also gets an
+    address on the LAN, and the LAN switch one of a gateway."""
 
-    def __init__(self):
+    def __init__(self, lan_addresses=None, gateway=None):
         tag = f"cf{os.getpid() % 100000}"
         self.tag = tag
         self.ns = {h: tag + h for h in "pscn"}
         self.made = []
         try:
             self._build()
+            for host, addr in (lan_addresses or {}).items():
+                self.ip(host, "addr", "add", addr + "/24", "dev", "br0")
+            if gateway:
+                self.ip("n", "addr", "add", gateway + "/24", "dev", "lan")
         except BaseException:
             self.close()
             raise
@@ -126,6 +133,26 @@ class Hosts:
         while self.made:
             subprocess.run(["ip", "netns", "del", self.made.pop()],
                            stderr=subprocess.DEVNULL)
+
+
+def guest_args(linux_dir, nic="e1000", machine="pc", httpd=False):
+    """The guest's QEMU options, the same on both sides: the Linux guest
+    with the TCP service (and with HTTPD busybox httpd), its NIC on
+    netdev hn0 (e1000 or virtio), its disk on drive colo-disk0"""
+    datadir = os.environ.get("COLO_FT_DATADIR")
+    model = "e1000" if nic == "e1000" else "virtio-net-pci"
+    return [*(["-L", datadir] if datadir else []),
+            "-machine", machine, "-accel", "tcg", "-m", "256M",
+            "-no-reboot",
+            "-kernel", os.path.join(linux_dir, "vmlinuz"),
+            "-initrd", os.path.join(linux_dir, "initrd"),
+            "-append", f"console=ttyS0 quiet ipv6.disable=1 "
+                       f"colo_service={SERVICE_PORT} "
+                       f"colo_ip={GUEST_IP}/24 "
+                       f"colo_peer={CLIENT_IP}:{PEER_PORT}"
+                       f"{' colo_httpd=%d' % HTTP_PORT if httpd else ''}",
+            "-device", f"{model},id=e0,netdev=hn0,mac={GUEST_MAC}",
+            "-device", "virtio-blk-pci,drive=colo-disk0"]
 
 
 class Peer(threading.Thread):
@@ -317,130 +344,31 @@ class Stack:
             run(self.img, "create", "-q", "-f", name.split(".")[-1],
                 self._path(name), f"{DISK_MB}M")
 
-    def _vnet(self):
-        # virtio-net's frames carry a vnet header that the filters and the
-        # compare must know of (vhost is off: the proxy is in QEMU)
-        return ",vnet_hdr_support=on" if self.nic != "e1000" else ""
-
     def _common(self):
-        datadir = os.environ.get("COLO_FT_DATADIR")
-        nic = "e1000" if self.nic == "e1000" else "virtio-net-pci"
-        return ([*(["-L", datadir] if datadir else []),
-                 "-machine", self.machine, "-accel", "tcg", "-m", "256M",
-                 "-no-reboot",
-                 "-kernel", os.path.join(self.linux_dir, "vmlinuz"),
-                 "-initrd", os.path.join(self.linux_dir, "initrd"),
-                 "-append", f"console=ttyS0 quiet ipv6.disable=1 "
-                            f"colo_service={SERVICE_PORT} "
-                            f"colo_ip={GUEST_IP}/24 "
-                            f"colo_peer={CLIENT_IP}:{PEER_PORT}"
-                            f"{' colo_httpd=%d' % HTTP_PORT if self.httpd else ''}",
-                 "-netdev", "tap,id=hn0,ifname=tap0,script=no,"
-                            "downscript=no,vhost=off",
-                 "-device", f"{nic},id=e0,netdev=hn0,mac={GUEST_MAC}",
-                 "-device", "virtio-blk-pci,drive=colo-disk0"])
-
-    def _proxy(self, host):
-        """The primary's half of the COLO proxy on HOST: (chardev id,
-        host, port, server) and (QOM type, properties) of each part"""
-        here, own = "127.0.0.1", HOST_IP[host]
-        chardevs = [("mirror0", own, MIRROR_PORT, True),
-                    ("compare1", own, COMPARE_PORT, True),
-                    ("compare0", here, 9001, True),
-                    ("compare0-0", here, 9001, False),
-                    ("compare_out", here, 9005, True),
-                    ("compare_out0", here, 9005, False)]
-        vnet = {"vnet_hdr_support": True} if self.nic != "e1000" else {}
-        filters = [("filter-mirror", {"id": "m0", "netdev": "hn0",
-                                      "queue": "tx", "outdev": "mirror0"}),
-                   ("filter-redirector", {"id": "redire0", "netdev": "hn0",
-                                          "queue": "rx",
-                                          "indev": "compare_out"}),
-                   ("filter-redirector", {"id": "redire1", "netdev": "hn0",
-                                          "queue": "rx",
-                                          "outdev": "compare0"})]
-        compare = [("iothread", {"id": "iothread1"}),
-                   ("colo-compare", {"id": "comp0",
-                                     "primary_in": "compare0-0",
-                                     "secondary_in": "compare1",
-                                     "outdev": "compare_out0",
-                                     "iothread": "iothread1", **vnet})]
-        return chardevs, [(t, {**p, **vnet}) for t, p in filters], compare
-
-    @staticmethod
-    def _option(props):
-        return ",".join(f"{k}={'on' if v is True else v}"
-                        for k, v in props.items())
+        return guest_args(self.linux_dir, self.nic, self.machine,
+                          self.httpd) + \
+            ["-netdev", "tap,id=hn0,ifname=tap0,script=no,downscript=no,"
+                        "vhost=off"]
 
     def _primary_args(self, host):
-        chardevs, filters, compare = self._proxy(host)
-        args = []
-        for cid, addr, port, server in chardevs:
-            args += ["-chardev", f"socket,id={cid},host={addr},port={port}"
-                     + (",server=on,wait=off" if server else "")]
-        for qom_type, props in filters + compare:
-            args += ["-object", f"{qom_type},{self._option(props)}"]
-        return self._common() + args + [
-            "-drive", "if=none,id=colo-disk0,driver=quorum,"
-                      "read-pattern=fifo,vote-threshold=1,"
-                      "children.0.driver=raw,"
-                      f"children.0.file.filename={self._path(DISK[host])}",
-        ]
+        return self._common() + \
+            colo_qmp.primary_proxy_args(HOST_IP[host], self.nic != "e1000") + \
+            colo_qmp.primary_disk_args(self._path(DISK[host]))
 
     def _solo_args(self, host):
         return self._common() + [
             "-drive", "if=none,id=colo-disk0,driver=raw,"
                       f"file.filename={self._path(DISK[host])}"]
 
-    def _become_primary(self, vm):
-        """Give a secondary that took over a primary's proxy, over QMP:
-        its redirectors go, the primary's filters come in before its
-        filter-rewriter, then the compare"""
-        for obj in ("f2", "f1"):
-            vm.cmd("object-del", id=obj)
-        for cid in ("red1", "red0"):
-            vm.cmd("chardev-remove", id=cid)
-        chardevs, filters, compare = self._proxy(vm.host)
-        for cid, addr, port, server in chardevs:
-            vm.cmd("chardev-add", id=cid, backend={
-                "type": "socket",
-                "data": {"addr": {"type": "inet",
-                                  "data": {"host": addr, "port": str(port)}},
-                         "server": server,
-                         **({"wait": False} if server else {})}})
-        for qom_type, props in filters:
-            vm.cmd("object-add", **{"qom-type": qom_type, **props,
-                                    "insert": "before",
-                                    "position": "id=rew0"})
-        for qom_type, props in compare:
-            vm.cmd("object-add", **{"qom-type": qom_type, **props})
-
     def _secondary_args(self, host, primary_host):
-        v = self._vnet()
-        peer = HOST_IP[primary_host]
-        return self._common() + [
-            "-chardev", f"socket,id=red0,host={peer},port={MIRROR_PORT},"
-                        "reconnect-ms=1000",
-            "-chardev", f"socket,id=red1,host={peer},port={COMPARE_PORT},"
-                        "reconnect-ms=1000",
-            "-object", f"filter-redirector,id=f1,netdev=hn0,queue=tx,"
-                       f"indev=red0{v}",
-            "-object", f"filter-redirector,id=f2,netdev=hn0,queue=rx,"
-                       f"outdev=red1{v}",
-            "-object", f"filter-rewriter,id=rew0,netdev=hn0,queue=all{v}",
-            "-drive", "if=none,id=parent0,node-name=parent0-node,driver=raw,"
-                      f"file.filename={self._path(DISK[host])}",
-            "-drive", "if=none,id=childs0,driver=replication,mode=secondary,"
-                      "top-id=colo-disk0,file.driver=qcow2,"
-                      f"file.file.filename={self._path(f'active-{host}.qcow2')},"
-                      "file.backing.driver=qcow2,"
-                      "file.backing.file.filename="
-                      f"{self._path(f'hidden-{host}.qcow2')},"
-                      "file.backing.backing=parent0",
-            "-drive", "if=none,id=colo-disk0,driver=quorum,"
-                      "read-pattern=fifo,vote-threshold=1,children.0=childs0",
-            "-incoming", f"tcp:{HOST_IP[host]}:{MIGRATE_PORT}",
-        ]
+        return self._common() + \
+            colo_qmp.secondary_proxy_args(HOST_IP[primary_host],
+                                          self.nic != "e1000") + \
+            colo_qmp.secondary_disk_args(
+                self._path(DISK[host]),
+                self._path(f"active-{host}.qcow2"),
+                self._path(f"hidden-{host}.qcow2")) + \
+            ["-incoming", f"tcp:{HOST_IP[host]}:{MIGRATE_PORT}"]
 
     def _start(self, name, host, args):
         # COLO_STACK_TRACE="enable=PATTERN" or "events=FILE": QEMU's trace
@@ -489,35 +417,11 @@ class Stack:
         return [{"capability": c, "state": s} for c, s in caps.items()]
 
     def _export_secondary_disk(self):
-        """The secondary exports its disk, the one replication starts
-        from, over NBD"""
-        self.secondary.cmd("nbd-server-start", addr={
-            "type": "inet",
-            "data": {"host": HOST_IP[self.secondary.host],
-                     "port": str(NBD_PORT)}})
-        self.secondary.cmd("block-export-add", type="nbd", id="parent0",
-                           **{"node-name": "parent0-node"},
-                           name="parent0", writable=True)
-
-    def _nbd(self, node_name):
-        return {"driver": "nbd", "node-name": node_name, "export": "parent0",
-                "server": {"type": "inet",
-                           "host": HOST_IP[self.secondary.host],
-                           "port": str(NBD_PORT)}}
+        colo_qmp.export_disk(self.secondary, HOST_IP[self.secondary.host])
 
     def _add_replication_child(self):
-        """The primary adds the secondary's disk to its quorum, as a
-        replication child"""
-        self.primary.cmd("blockdev-add", driver="replication",
-                         **{"node-name": "replication0"}, mode="primary",
-                         file=self._nbd("nbd0"))
-        self.primary.cmd("x-blockdev-change", parent="colo-disk0",
-                         node="replication0")
-        # The quorum names each child it gets "children.N", N counting up
-        vm = self.primary
-        vm.next_child = getattr(vm, "next_child", 1)
-        self.replication_child = f"children.{vm.next_child}"
-        vm.next_child += 1
+        self.replication_child = colo_qmp.add_replication_child(
+            self.primary, HOST_IP[self.secondary.host])
 
     def start_replication(self):
         """Block replication, over QMP alone"""
@@ -564,16 +468,10 @@ class Stack:
         end the copy and add the secondary's disk as the replication
         child: from then on the primary's writes reach both (patch 8),
         and the guest runs on."""
-        self.primary.cmd("blockdev-add", **self._nbd("resync0"))
-        self.primary.cmd("blockdev-mirror", **{"job-id": "resync"},
-                         device="colo-disk0", target="resync0", sync="full")
+        peer = HOST_IP[self.secondary.host]
+        colo_qmp.start_resync(self.primary, peer)
         self._wait_job("resync", ready=True)
-        self.primary.cmd("stop")
-        self.primary.cmd("block-job-cancel", device="resync")
-        self._wait_job("resync", ready=False)
-        self.primary.cmd("blockdev-del", **{"node-name": "resync0"})
-        self._add_replication_child()
-        self.primary.cmd("cont")
+        self.replication_child = colo_qmp.end_resync(self.primary, peer)
 
     def reprotect(self, timeout=180):
         """After a failover: a fresh secondary, with the first one's
@@ -586,7 +484,8 @@ class Stack:
         survivor = self.secondary if lost is self.primary else self.primary
         lost.kill()
         if survivor is self.secondary:
-            self._become_primary(survivor)
+            colo_qmp.become_primary(survivor, HOST_IP[survivor.host],
+                                    self.nic != "e1000")
         host = lost.host
         self._images((f"active-{host}.qcow2", f"hidden-{host}.qcow2"))
         self.secondaries += 1

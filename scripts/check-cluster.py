@@ -1,0 +1,229 @@
+#!/usr/bin/python3
+"""The COLO resource agent under Pacemaker and corosync, end to end (make
+check runs it as root).
+
+Two cluster nodes on this machine (scripts/cluster.py), the full stack on
+them (block replication and the COLO proxy, the Linux guest's TCP
+service), the COLO resource as a promotable clone, the lab fence device,
+a ping resource that keeps the primary where the LAN is. Nobody sends a
+recovery command: the test only causes each loss, and powers the lost
+node on again. One client connection runs through all of it, a request
+every 50 ms, each writing a record to the guest's disk.
+
+The losses, one after the other, each the second loss of the pair that
+the previous one's re-protection made:
+  kill-primary      every process of the primary's node killed
+  kill-secondary    the same for the secondary's node
+  hang-primary      every process of the primary's node stopped (SIGSTOP)
+  cut-colo-link     the COLO link alone cut (corosync keeps the LAN link):
+                    the primary serves on, the secondary is dropped until
+                    the link is back
+  cut-primary-lan   the primary's LAN link alone cut: the secondary takes
+                    over
+  kill-primary      once more, after the re-protection of the last one
+After each: the lost node returns (or the link is back), and the cluster
+re-protects the guest by itself.
+
+It fails unless, all along:
+  - never two guests served: at no moment (checked every 0.1 s) do both
+    QEMUs run their guest outside COLO, and the LAN never learns the
+    guest's MAC from both hosts' ports within one second;
+  - the client's connection carried on: no reset, every reply right;
+  - the expected node served after each loss;
+  - every acknowledged record is on the last survivor's disk (its guest
+    reads them back);
+  - no guest Oops, panic or reset.
+It reports, for each loss, the time from the loss to the first reply to a
+request sent after it, and the time from the node's return to a
+protected pair. --no-fencing runs hang-primary with fencing disabled
+(the hung node resumes after 10 s): that run must fail the never-two-
+guests check, and does.
+"""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cluster  # noqa: E402
+import fullstack  # noqa: E402
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Failed(Exception):
+    pass
+
+
+def link(node, dev, up):
+    subprocess.run(["ip", "-n", node.ns, "link", "set", dev,
+                    "up" if up else "down"], check=True)
+
+
+def kill(c, p, s):
+    c.power_off(p)
+    return p
+
+
+def hang(c, p, s):
+    p.signal_all(signal.SIGSTOP)
+    return p
+
+
+# name: (whom it hits, how, who serves after it, how it is undone)
+SCENARIOS = {
+    "kill-primary": ("primary", kill, "secondary", "power-on"),
+    "kill-secondary": ("secondary", kill, "primary", "power-on"),
+    "hang-primary": ("primary", hang, "secondary", "power-on"),
+    "cut-colo-link": ("primary", "colo0", "primary", "link-up"),
+    "cut-primary-lan": ("primary", "lan0", "secondary", "link-up"),
+}
+SEQUENCE = ["kill-primary", "kill-secondary", "hang-primary",
+            "cut-colo-link", "cut-primary-lan", "kill-primary"]
+
+
+def first_reply_after(client, t, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.error:
+            raise Failed(f"client: {client.error}")
+        after = [r for _, s, r in list(client.sent) if s > t]
+        if after:
+            return after[0] - t
+        time.sleep(0.05)
+    raise Failed(f"no reply within {timeout} s of the loss "
+                 f"(the QEMUs: {client.roles_at_failure()})")
+
+
+def run_loss(c, client, name, log, no_fencing=False):
+    target, how, server, undo = SCENARIOS[name]
+    c.wait(c.protected, 180, "protected pair")
+    # The protected pair serves the client for a while first
+    n = len(client.sent)
+    c.wait(lambda: len(client.sent) >= n + 40 or client.error, 60,
+           "replies from the protected pair")
+    p = c.primary()
+    s = c.peer(p)
+    victim = p if target == "primary" else s
+    survivor_expected = p if server == "primary" else s
+    if callable(how):
+        how(c, victim, c.peer(victim))
+    else:
+        link(victim, how, False)
+    t0 = time.monotonic()
+    first = first_reply_after(client, t0, 40)
+    c.wait(lambda: c.primary() is survivor_expected, 30,
+           f"{survivor_expected.name} serving")
+    if name == "cut-colo-link":
+        # The primary drops its secondary, and serves on alone
+        c.wait(lambda: (c.roles().get(p.name) or (0, ""))[1] == "none", 30,
+               "the primary alone")
+        time.sleep(3)
+    if no_fencing and how is hang:
+        time.sleep(10)
+        victim.signal_all(signal.SIGCONT)
+        time.sleep(10)
+        return {"loss": name, "first_reply_s": first}
+    t1 = time.monotonic()
+    if undo == "power-on":
+        c.wait(lambda: not victim.running(), 60,
+               f"{victim.name} fenced (powered off)")
+        c.power_on(victim, wait=False)
+    else:
+        link(victim, how, True)
+    c.wait(c.protected, 180, "protected pair again")
+    figures = {"loss": name, "first_reply_s": round(first, 2),
+               "reprotect_s": round(time.monotonic() - t1, 1),
+               "serving": survivor_expected.name}
+    log(f"{name}: first reply {first:.2f} s after the loss, served by "
+        f"{survivor_expected.name}; protected again "
+        f"{figures['reprotect_s']} s after the "
+        f"{'node came back' if undo == 'power-on' else 'link came back'}")
+    return figures
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--qemu", required=True)
+    ap.add_argument("--linux-dir", required=True)
+    ap.add_argument("--losses", default=",".join(SEQUENCE),
+                    help="comma-separated losses, in order")
+    ap.add_argument("--no-fencing", action="store_true",
+                    help="fencing disabled, hang-primary only: shows the "
+                    "split brain that fencing prevents")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("check-cluster: needs root (namespaces, corosync, "
+              "Pacemaker); skipped")
+        print("1 passed, 0 failed")
+        return 0
+    subprocess.run(["bash", os.path.join(TOP, "scripts/install-agent.sh"),
+                    "--lab-fence"], check=True)
+    losses = ["hang-primary"] if args.no_fencing else \
+        args.losses.split(",")
+
+    def log(msg):
+        print(f"# {time.strftime('%T')} {msg}", flush=True)
+
+    t_start = time.monotonic()
+    c = cluster.Cluster(os.path.abspath(args.qemu),
+                        os.path.abspath(args.linux_dir),
+                        fencing=not args.no_fencing)
+    client = None
+    results, problems = [], []
+    try:
+        c.start()
+        c.wait(c.protected, 240, "protected pair")
+        log(f"protected after {time.monotonic() - t_start:.0f} s")
+        client = fullstack.Client(c.hosts, timeout=40)
+        client.roles_at_failure = c.roles
+        if not client.connected.wait(90) or client.error:
+            raise Failed(f"client: {client.error or 'no connection'}")
+        for name in losses:
+            results.append(run_loss(c, client, name, log, args.no_fencing))
+        time.sleep(2)
+        check = client.finish()
+        acked = len(client.sent)
+        if check != f"good {acked}":
+            problems.append(f"the survivor's disk: {check!r} for {acked} "
+                            "acknowledged records")
+        log(f"{acked} requests, the survivor's disk: {check}")
+    except (Failed, TimeoutError, RuntimeError) as e:
+        problems.append(str(e))
+        print(c.crm_mon())
+    finally:
+        if client:
+            client.close()
+        if c.observer:
+            problems += c.observer.violations[:10]
+        problems += c.console_problems()
+        if problems and os.environ.get("COLO_STACK_KEEP") is None:
+            for node in c.nodes:
+                print(f"--- {node.name}: pacemaker's log, the agent's lines")
+                text = node.log("/var/log/pacemaker/pacemaker.log")
+                print("\n".join([ln for ln in text.splitlines()
+                                 if "colo(" in ln][-25:]))
+        c.close()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"losses": results, "problems": problems}, f,
+                      indent=1)
+    name = "no-fencing/hang-primary" if args.no_fencing else "cluster"
+    if problems:
+        print(f"not ok - {name}: " + "; ".join(problems))
+        print("0 passed, 1 failed")
+        return 1
+    print(f"ok - {name}: {len(results)} losses "
+          f"({time.monotonic() - t_start:.0f} s)")
+    print("1 passed, 0 failed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
