@@ -4,7 +4,7 @@ SHELL := /bin/bash
 S := scripts
 
 .PHONY: help deps base worktree export build qemu-path check check-series \
-        check-sanitizers demo bench soak clean
+        check-sanitizers demo bench soak clean install-agent
 
 help:
 	@sed -n '/^## Commands/,/^## /p' README.md | sed '$$d'
@@ -46,6 +46,9 @@ bench:                ## baseline vs full series downtime benchmark
 
 soak:                 ## 1000 checkpoints, RSS of both sides over time
 	@bash $(S)/soak.sh $(ARGS)
+
+install-agent: worktree ## install ocf:colo-ft:colo (the COLO resource agent)
+	@bash $(S)/install-agent.sh
 
 clean:                ## remove build directories (keeps the work tree)
 	rm -rf build build-sanitizers

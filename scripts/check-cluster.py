@@ -99,17 +99,18 @@ def first_reply_after(client, t, timeout):
                  f"(the QEMUs: {client.roles_at_failure()})")
 
 
-def run_loss(c, client, name, log, no_fencing=False):
+def run_loss(c, client, name, log, no_fencing=False, show=False):
     target, how, server, undo = SCENARIOS[name]
-    c.wait(c.protected, 180, "protected pair")
+    c.wait_protected(180)
     # The protected pair serves the client for a while first
     n = len(client.sent)
     c.wait(lambda: len(client.sent) >= n + 40 or client.error, 60,
            "replies from the protected pair")
-    p = c.primary()
-    s = c.peer(p)
+    p, s = c.wait_protected(180)
     victim = p if target == "primary" else s
     survivor_expected = p if server == "primary" else s
+    survivor = c.peer(victim)
+    fenced_before = c.last_fenced(victim, survivor)
     if callable(how):
         how(c, victim, c.peer(victim))
     else:
@@ -118,6 +119,10 @@ def run_loss(c, client, name, log, no_fencing=False):
     first = first_reply_after(client, t0, 40)
     c.wait(lambda: c.primary() is survivor_expected, 30,
            f"{survivor_expected.name} serving")
+    if show:
+        time.sleep(3)
+        log(f"{name}: crm_mon on {survivor_expected.name} after the loss:\n"
+            + c.crm_mon(survivor_expected))
     if name == "cut-colo-link":
         # The primary drops its secondary, and serves on alone
         c.wait(lambda: (c.roles().get(p.name) or (0, ""))[1] == "none", 30,
@@ -130,7 +135,10 @@ def run_loss(c, client, name, log, no_fencing=False):
         return {"loss": name, "first_reply_s": first}
     t1 = time.monotonic()
     if undo == "power-on":
-        c.wait(lambda: not victim.running(), 60,
+        # The node returns once the cluster has fenced it (powering it on
+        # before would have the fencing power it off again)
+        c.wait(lambda: c.last_fenced(victim, survivor) not in
+               (fenced_before, None) and not victim.running(), 60,
                f"{victim.name} fenced (powered off)")
         c.power_on(victim, wait=False)
     else:
@@ -146,6 +154,54 @@ def run_loss(c, client, name, log, no_fencing=False):
     return figures
 
 
+AGENT = "/usr/lib/ocf/resource.d/colo-ft/colo"
+# (what is wrong, the parameters, the OCF code the agent must return)
+BAD_INPUT = [
+    ("no qemu_args", {"qemu_args": None}, 6),
+    ("no such qemu", {"qemu": "/nonexistent/qemu"}, 5),
+    ("no such image", {"image": "/nonexistent.raw"}, 6),
+    ("one node", {"nodes": "nodea=10.77.0.1"}, 6),
+    ("a node without address", {"nodes": "nodea=10.77.0.1 nodeb"}, 6),
+    ("checkpoint_delay 0", {"checkpoint_delay": "0"}, 6),
+    ("a port that is no number", {"nbd_port": "nbd"}, 6),
+    ("an unknown capability", {"capabilities": "x-colo-early-resum"}, 6),
+    ("vnet_hdr neither true nor false", {"vnet_hdr": "yes"}, 6),
+]
+
+
+def check_bad_input(qemu):
+    """validate-all and start refuse each bad parameter with the right
+    OCF code and a message that names it; meta-data is valid XML"""
+    import xml.dom.minidom
+    problems = []
+    good = {"qemu": qemu, "qemu_args": "-machine pc", "image": qemu,
+            "nodes": "nodea=10.77.0.1 nodeb=10.77.0.2"}
+    for what, change, want in BAD_INPUT:
+        params = {**good, **change}
+        env = {"PATH": os.environ["PATH"],
+               "OCF_RESOURCE_INSTANCE": "colo-badinput",
+               "OCF_RESKEY_state_dir": "/nonexistent-colo-state",
+               **{f"OCF_RESKEY_{k}": v for k, v in params.items()
+                  if v is not None}}
+        for action in ("validate-all", "start"):
+            r = subprocess.run([AGENT, action], env=env,
+                               capture_output=True, text=True, timeout=30)
+            key = next(iter(change))
+            if r.returncode != want or key not in r.stderr:
+                problems.append(f"{action} with {what}: exit "
+                                f"{r.returncode} (want {want}), "
+                                f"{r.stderr.strip()!r}")
+    r = subprocess.run([AGENT, "meta-data"], capture_output=True, text=True)
+    try:
+        xml.dom.minidom.parseString(r.stdout)
+    except Exception as e:
+        problems.append(f"meta-data: {e}")
+    r = subprocess.run([AGENT, "migrate_to"], capture_output=True)
+    if r.returncode != 3:
+        problems.append(f"an unknown action: exit {r.returncode}, not 3")
+    return problems
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)
@@ -156,6 +212,8 @@ def main():
     ap.add_argument("--no-fencing", action="store_true",
                     help="fencing disabled, hang-primary only: shows the "
                     "split brain that fencing prevents")
+    ap.add_argument("--crm-mon", action="store_true",
+                    help="print crm_mon after each loss")
     ap.add_argument("--json")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -171,6 +229,13 @@ def main():
     def log(msg):
         print(f"# {time.strftime('%T')} {msg}", flush=True)
 
+    bad = check_bad_input(os.path.abspath(args.qemu))
+    print(f"{'not ok' if bad else 'ok'} - the agent's bad input: "
+          f"{len(BAD_INPUT) * 2} refusals" + (": " + "; ".join(bad)
+                                               if bad else ""))
+    if bad:
+        print("0 passed, 1 failed")
+        return 1
     t_start = time.monotonic()
     c = cluster.Cluster(os.path.abspath(args.qemu),
                         os.path.abspath(args.linux_dir),
@@ -186,7 +251,8 @@ def main():
         if not client.connected.wait(90) or client.error:
             raise Failed(f"client: {client.error or 'no connection'}")
         for name in losses:
-            results.append(run_loss(c, client, name, log, args.no_fencing))
+            results.append(run_loss(c, client, name, log, args.no_fencing,
+                                    args.crm_mon))
         time.sleep(2)
         check = client.finish()
         acked = len(client.sent)
@@ -194,8 +260,8 @@ def main():
             problems.append(f"the survivor's disk: {check!r} for {acked} "
                             "acknowledged records")
         log(f"{acked} requests, the survivor's disk: {check}")
-    except (Failed, TimeoutError, RuntimeError) as e:
-        problems.append(str(e))
+    except Exception as e:
+        problems.append(f"{type(e).__name__}: {e}")
         print(c.crm_mon())
     finally:
         if client:

@@ -178,27 +178,37 @@ for t in "${MIGRATION_TESTS[@]}" "${colo[@]}"; do
     result "$t" "$rc"
 done
 
+# One end-to-end check script (scripts/NAME), bounded in time, reported
+# under LABEL: label, timeout in seconds, script, its arguments
+run_check() {
+    local label=$1 limit=$2 script=$3 start=$SECONDS rc=0
+    shift 3
+    timeout -k 10 "$limit" "$PYTHON" "$TOP/scripts/$script" \
+        --qemu "$BUILD/qemu-system-x86_64" "$@" || rc=$?
+    echo "# $label: $((SECONDS - start)) s"
+    result "$label" "$rc"
+}
+
 if [ -z "$quick" ]; then
     # The whole COLO stack end to end: block replication, the COLO proxy,
     # the Linux guest's TCP service and a client (scripts/fullstack.py).
     # Needs root for its namespaces, bridges and taps; says so otherwise.
     stage "full stack (block replication + COLO proxy, Linux guest, client)"
-    start=$SECONDS rc=0
-    timeout -k 10 1200 "$PYTHON" "$TOP/scripts/check-fullstack.py" \
-        --qemu "$BUILD/qemu-system-x86_64" \
-        --linux-dir "$COLO_TEST_LINUX_DIR" || rc=$?
-    echo "# full stack: $((SECONDS - start)) s"
-    result "full stack" "$rc"
+    run_check "full stack" 1200 check-fullstack.py \
+        --linux-dir "$COLO_TEST_LINUX_DIR"
+
+    # The same stack under Pacemaker and corosync: two cluster nodes in
+    # namespaces, the COLO resource agent (cluster/colo), losses that
+    # nobody recovers from but the cluster (scripts/check-cluster.py).
+    # Needs root; says so otherwise.
+    stage "cluster (Pacemaker + corosync, the COLO resource agent)"
+    run_check cluster 600 check-cluster.py --linux-dir "$COLO_TEST_LINUX_DIR"
 
     # The qtests run under TCG; x-colo-resume-before-ram under KVM clears
     # a dirty log that TCG has not (scripts/check-kvm.py, patch 75).
     # Skips itself where /dev/kvm cannot be opened.
     stage "KVM (memory-only COLO, x-colo-resume-before-ram, RAM check)"
-    start=$SECONDS rc=0
-    timeout -k 10 300 "$PYTHON" "$TOP/scripts/check-kvm.py" \
-        --qemu "$BUILD/qemu-system-x86_64" || rc=$?
-    echo "# KVM: $((SECONDS - start)) s"
-    result "KVM" "$rc"
+    run_check KVM 300 check-kvm.py
 fi
 
 if [ -n "$bg_pid" ]; then

@@ -19,10 +19,9 @@ this module ends processes only through that fence device, by the
 namespace they are in, and never by name.
 """
 
-import json
 import os
+import shlex
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -210,6 +209,8 @@ class Node:
 GUEST_DISK = COLO_DIR + "/disk.raw"
 CONSOLE = COLO_DIR + "/console.log"
 OBSERVE = COLO_DIR + "/observe.sock"
+# What the agent logs when the guest boots from a node's disk
+COLD_START = "promoted: the guest boots from this node's disk"
 
 CIB_RESOURCES = """\
 <resources>
@@ -398,8 +399,8 @@ class Cluster:
 
     def colo_params(self):
         nodes = " ".join(f"{NODES[h]}={fullstack.HOST_IP[h]}" for h in "ps")
-        params = {"qemu": self.qemu, "qemu_args": shlex_join(
-                      self.qemu_args()),
+        params = {"qemu": self.qemu,
+                  "qemu_args": shlex.join(self.qemu_args()),
                   "image": GUEST_DISK, "nodes": nodes,
                   "checkpoint_delay": str(self.checkpoint_delay),
                   "capabilities": " ".join(self.caps)}
@@ -420,6 +421,14 @@ class Cluster:
                         self.netns_map()], check=True)
         if node.boot_proc:
             node.boot_proc.wait()
+
+    def last_fenced(self, node, seen_by):
+        """When SEEN_BY's fencer last fenced NODE, as it says it"""
+        try:
+            return seen_by.run("stonith_admin", "--last", node.name,
+                               check=False, timeout=10).stdout.strip()
+        except (RuntimeError, subprocess.TimeoutExpired):
+            return None
 
     def netns_map(self):
         return " ".join(f"{n.name}={netns_inode(n.ns)}" for n in self.nodes)
@@ -477,10 +486,10 @@ class Cluster:
         """{node name: (running, COLO mode, checkpoints) or None}"""
         return self.observer.get()
 
-    def primary(self):
+    def primary(self, roles=None):
         """The node whose QEMU is the COLO primary, or runs its guest
-        alone"""
-        for name, s in self.roles().items():
+        alone (in ROLES, a snapshot of roles())"""
+        for name, s in (roles or self.roles()).items():
             if s and s[0] and s[1] in ("primary", "none"):
                 return self.by_name[name]
         return None
@@ -499,46 +508,64 @@ class Cluster:
     def protected(self):
         """The primary checkpoints into a secondary that the cluster
         would promote"""
+        return self.protected_pair() is not None
+
+    def wait_protected(self, timeout, what="protected pair"):
+        """Wait for protected(); returns (primary, secondary)"""
+        pair = []
+        self.wait(lambda: pair.append(self.protected_pair()) or pair[-1],
+                  timeout, what)
+        return pair[-1]
+
+    def protected_pair(self):
+        """(primary, secondary) when protected(), else None"""
         roles = self.roles()
-        p = self.primary()
+        p = self.primary(roles)
         if p is None:
-            return False
+            return None
         s = self.peer(p)
         ps, ss = roles.get(p.name), roles.get(s.name)
-        return bool(ps and ss and ps[1] == "primary" and
-                    ss[1] == "secondary" and ps[2] >= 2 and
-                    self.score(s) == "100")
+        if ps and ss and ps[1] == "primary" and ss[1] == "secondary" and \
+                ps[2] >= 2 and self.score(s) == "100":
+            return p, s
+        return None
 
     def console_problems(self):
         bad = []
+        boots = 0
         for node in self.nodes:
             text = node.log(CONSOLE)
             bad += [f"{node.name}: {line}" for line in text.splitlines()
                     if any(b in line for b in fullstack.BAD_CONSOLE)]
-            # The guest boots once, on the first primary; a secondary
-            # that COLO started during that boot shows its end too. A
-            # reset would show a second boot on the console of one node.
-            boots = text.count("colo-guest: start")
-            if boots > 1:
-                bad.append(f"{node.name}: the guest booted {boots} times")
+            # A secondary's console may show a line twice (its guest runs
+            # ahead of the primary's, then a checkpoint puts it back), so
+            # the guest's boots are counted where the agent starts them:
+            # once, the first primary's. A reset (-no-reboot: QEMU exits)
+            # would end in another cold start.
+            log = node.log("/var/log/pacemaker/pacemaker.log")
+            boots += sum(1 for line in log.splitlines()
+                         if "pacemaker-execd" in line and COLD_START in line)
+        if boots != 1:
+            bad.append(f"the guest booted {boots} times")
         return bad
 
     def close(self):
-        if self.observer:
-            self.observer.close()
-        for node in getattr(self, "nodes", []):
-            if node.running():
-                self.power_off(node)
-        self.hosts.close()
+        """Everything off and away, whatever failed before"""
+        try:
+            if self.observer:
+                self.observer.close()
+        finally:
+            for node in getattr(self, "nodes", []):
+                try:
+                    if node.running():
+                        self.power_off(node)
+                except Exception as e:
+                    print(f"cluster: powering {node.name} off: {e}")
+            self.hosts.close()
         if os.environ.get("COLO_STACK_KEEP"):
             print(f"kept {self.workdir}")
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def shlex_join(args):
-    import shlex
-    return shlex.join(args)
 
 
 def xml_attr(value):

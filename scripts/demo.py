@@ -1,8 +1,10 @@
 #!/usr/bin/python3
 """The main job: a COLO pair on this machine.
 
-As root, with --linux-dir (demo.sh gives it), the whole stack: see
-scripts/demo_fullstack.py. Otherwise, or with --memory-only, this:
+As root, with --linux-dir (demo.sh gives it), the whole stack under
+Pacemaker and corosync: see scripts/demo_cluster.py (with --scripted,
+without a cluster manager: scripts/demo_fullstack.py). Otherwise, or with
+--memory-only, this:
 starts a primary and a secondary QEMU (memory-only COLO: no block
 replication, no colo-compare) running a guest that rewrites 99 MiB of its
 memory continuously, lets them checkpoint, prints the primary's pause at
@@ -49,6 +51,10 @@ def main():
     ap.add_argument("--memory-only", action="store_true",
                     help="a memory-only pair (no disk, no network) with a"
                     " guest that rewrites its RAM, and its checkpoints")
+    ap.add_argument("--scripted", action="store_true",
+                    help="the whole stack without a cluster manager: the"
+                    " demo itself kills the primary and sends the"
+                    " failover and re-protection commands")
     ap.add_argument("--machine", default="pc")
     ap.add_argument("--checkpoints", type=int, default=30)
     ap.add_argument("--delay", type=int, default=1000,
@@ -96,6 +102,10 @@ def main():
                     " it is lost in turn (0: end with the first failover)")
     args = ap.parse_args()
     if args.linux_dir and not args.memory_only:
+        if os.geteuid() == 0 and not args.scripted:
+            import demo_cluster
+            return demo_cluster.run(os.path.abspath(args.qemu),
+                                    os.path.abspath(args.linux_dir))
         if os.geteuid() == 0:
             import demo_fullstack
             return demo_fullstack.run(

@@ -6,6 +6,11 @@
 #  - iproute2, for the namespaces, bridges and taps of the full-stack test
 #    and demo
 #  - gdb, for the backtraces of a test that hangs (scripts/hang-report.sh)
+#  - corosync and Pacemaker (with resource-agents' shell functions and
+#    ping, for the ping resource), for the COLO resource agent's cluster
+#    test and demo (scripts/check-cluster.py); Debian 12's packages start
+#    no service where nothing runs systemd, and the test runs its own
+#    nodes in namespaces
 #  - with --bench, also what the benchmarks need (matplotlib; wrk, the
 #    client benchmark's load generator)
 set -euo pipefail
@@ -19,7 +24,8 @@ fi
 PKGS=(build-essential dpkg-dev git make pkg-config flex bison ninja-build
       python3 python3-venv python3-setuptools libglib2.0-dev libpixman-1-dev
       zlib1g-dev libslirp-dev libfdt-dev seabios ipxe-qemu xz-utils perl
-      iproute2 gdb)
+      iproute2 gdb corosync pacemaker pacemaker-cli-utils resource-agents
+      iputils-ping)
 BPO_PKGS=(meson python3-pycotap)
 if [ "${1:-}" = "--bench" ]; then
     PKGS+=(python3-matplotlib wrk)
