@@ -20,9 +20,16 @@ the previous one's re-protection made:
                     the link is back
   cut-primary-lan   the primary's LAN link alone cut: the secondary takes
                     over
+  hang-primary-qemu the primary's QEMU alone stopped (SIGSTOP), its node
+                    up: the agent's monitor fails on it within its QMP
+                    timeout, Pacemaker demotes it (the agent kills it) and
+                    promotes the secondary
+  hang-secondary-qemu  the same for the secondary's QEMU: the primary
+                    drops it, Pacemaker restarts it as a fresh secondary
   kill-primary      once more, after the re-protection of the last one
-After each: the lost node returns (or the link is back), and the cluster
-re-protects the guest by itself.
+After each: the lost node returns (or the link is back, or Pacemaker
+restarts the instance whose QEMU hung), and the cluster re-protects the
+guest by itself.
 
 It fails unless, all along:
   - never two guests served: at no moment (checked every 0.1 s) do both
@@ -33,8 +40,10 @@ It fails unless, all along:
   - every acknowledged record is on the last survivor's disk (its guest
     reads them back);
   - no guest Oops, panic or reset.
-It reports, for each loss, the time from the loss to the first reply to a
-request sent after it, and the time from the node's return to a
+It reports, for each loss, the time from the loss to the moment the
+survivor's guest runs outside COLO (the cluster's part), the time from
+the loss to the first reply to a request sent after it (that plus the
+client's TCP retransmission), and the time from the node's return to a
 protected pair. --no-fencing runs hang-primary with fencing disabled
 (the hung node resumes after 10 s): that run must fail the never-two-
 guests check, and does.
@@ -74,6 +83,14 @@ def hang(c, p, s):
     return p
 
 
+def hang_qemu(c, p, s):
+    """QEMU alone stops answering (its node and the cluster run on):
+    the agent's monitor fails on it, and Pacemaker recovers"""
+    for pid in p.qemu_pids():
+        os.kill(pid, signal.SIGSTOP)
+    return p
+
+
 # name: (whom it hits, how, who serves after it, how it is undone)
 SCENARIOS = {
     "kill-primary": ("primary", kill, "secondary", "power-on"),
@@ -81,9 +98,12 @@ SCENARIOS = {
     "hang-primary": ("primary", hang, "secondary", "power-on"),
     "cut-colo-link": ("primary", "colo0", "primary", "link-up"),
     "cut-primary-lan": ("primary", "lan0", "secondary", "link-up"),
+    "hang-primary-qemu": ("primary", hang_qemu, "secondary", "recovered"),
+    "hang-secondary-qemu": ("secondary", hang_qemu, "primary", "recovered"),
 }
 SEQUENCE = ["kill-primary", "kill-secondary", "hang-primary",
-            "cut-colo-link", "cut-primary-lan", "kill-primary"]
+            "cut-colo-link", "cut-primary-lan", "hang-primary-qemu",
+            "hang-secondary-qemu", "kill-primary"]
 
 
 def first_reply_after(client, t, timeout):
@@ -115,6 +135,8 @@ def run_loss(c, client, name, log, no_fencing=False, show=False):
         how(c, victim, c.peer(victim))
     else:
         link(victim, how, False)
+    # The loss is complete (a node's processes killed or stopped, a link
+    # down): what the client sends from now on, only the survivor answers
     t0 = time.monotonic()
     first = first_reply_after(client, t0, 40)
     c.wait(lambda: c.primary() is survivor_expected, 30,
@@ -123,17 +145,22 @@ def run_loss(c, client, name, log, no_fencing=False, show=False):
         time.sleep(3)
         log(f"{name}: crm_mon on {survivor_expected.name} after the loss:\n"
             + c.crm_mon(survivor_expected))
+    # After every loss the survivor runs its guest alone, outside COLO
+    c.wait(lambda: c.observer.alone_since(survivor_expected.name, t0), 30,
+           f"{survivor_expected.name} alone")
+    alone = c.observer.alone_since(survivor_expected.name, t0)
     if name == "cut-colo-link":
-        # The primary drops its secondary, and serves on alone
-        c.wait(lambda: (c.roles().get(p.name) or (0, ""))[1] == "none", 30,
-               "the primary alone")
+        # The link stays cut a while after the primary dropped its
+        # secondary
         time.sleep(3)
     if no_fencing and how is hang:
         time.sleep(10)
         victim.signal_all(signal.SIGCONT)
         time.sleep(10)
         return {"loss": name, "first_reply_s": first}
-    t1 = time.monotonic()
+    # Where the re-protection starts from: the node's or the link's
+    # return, or, where Pacemaker restarts the hung QEMU, the loss
+    t1 = t0 if undo == "recovered" else time.monotonic()
     if undo == "power-on":
         # The node returns once the cluster has fenced it (powering it on
         # before would have the fencing power it off again)
@@ -141,16 +168,20 @@ def run_loss(c, client, name, log, no_fencing=False, show=False):
                (fenced_before, None) and not victim.running(), 60,
                f"{victim.name} fenced (powered off)")
         c.power_on(victim, wait=False)
-    else:
+    elif undo == "link-up":
         link(victim, how, True)
+    # else Pacemaker itself restarts the instance whose QEMU hung
     c.wait(c.protected, 180, "protected pair again")
     figures = {"loss": name, "first_reply_s": round(first, 2),
+               "alone_s": alone and round(alone - t0, 2),
                "reprotect_s": round(time.monotonic() - t1, 1),
                "serving": survivor_expected.name}
-    log(f"{name}: first reply {first:.2f} s after the loss, served by "
-        f"{survivor_expected.name}; protected again "
-        f"{figures['reprotect_s']} s after the "
-        f"{'node came back' if undo == 'power-on' else 'link came back'}")
+    since = {"power-on": "the node came back", "link-up": "the link came "
+             "back", "recovered": "the loss"}[undo]
+    log(f"{name}: {survivor_expected.name} serves alone "
+        f"{figures['alone_s']} s after the loss, its first reply "
+        f"{first:.2f} s after it; protected again "
+        f"{figures['reprotect_s']} s after {since}")
     return figures
 
 
@@ -292,4 +323,7 @@ def main():
 
 
 if __name__ == "__main__":
+    # check.sh ends a run over its time budget with SIGTERM: clean up
+    # (namespaces, QEMUs, cluster nodes) as after any failure
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))
     sys.exit(main())

@@ -17,6 +17,7 @@ WARNING, panic, a second boot).
 import argparse
 import json
 import os
+import signal
 import statistics
 import sys
 import time
@@ -109,4 +110,7 @@ def main():
 
 
 if __name__ == "__main__":
+    # check.sh ends a run over its time budget with SIGTERM: clean up
+    # (namespaces, QEMUs, cluster nodes) as after any failure
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))
     sys.exit(main())

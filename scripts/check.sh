@@ -39,6 +39,31 @@ MIGRATION_TESTS=(/x86_64/migration/precopy/tcp/plain
                  /x86_64/migration/precopy/file)
 TEST_TIMEOUT=${TEST_TIMEOUT:-300}
 
+# Each test's time budget: three times its usual time here (and at least
+# MIN_BUDGET s), so that a test that hangs fails with its hang report
+# instead of waiting for TEST_TIMEOUT. The usual times are
+# scripts/test-times ("SECONDS NAME" lines, from a make check of the
+# tip on the 2-core machine; each full make check writes its own as
+# $BUILD/test-times, to copy there when the tests change). A test
+# without an entry gets TEST_TIMEOUT.
+MIN_BUDGET=${MIN_BUDGET:-60}
+declare -A usual=()
+while read -r secs name; do
+    if [[ $secs =~ ^[0-9]+$ ]]; then usual[$name]=$secs; fi
+done < <(grep -v '^#' "$TOP/scripts/test-times" 2>/dev/null || true)
+budget() {      # name, the limit without an entry: seconds
+    local u=${usual[$1]:-} b
+    if [ -z "$u" ]; then echo "$2"; return; fi
+    b=$((3 * u))
+    [ "$b" -ge "$MIN_BUDGET" ] || b=$MIN_BUDGET
+    [ "$b" -le "$2" ] || b=$2
+    echo "$b"
+}
+took() {        # name, seconds: the time a test took, also for test-times
+    echo "# $1: $2 s"
+    [ -z "${times_file:-}" ] || echo "$2 $1" >>"$times_file"
+}
+
 passed=0 failed=0 failures=()
 result() {      # name, exit status
     if [ "$2" = 0 ]; then
@@ -96,29 +121,46 @@ fi
 # One migration-test path, each test once, in a process of its own; prints
 # the test's output and its time, returns its exit status.
 run_test() {
-    local t=$1 u start=$SECONDS rc=0 skip=() test_pid report_pid
+    local t=$1 u start=$SECONDS rc=0 skip=() limit
     # GLib's -p also runs the tests below the path (precopy/tcp/plain
     # would run precopy/tcp/plain/switchover-ack too): skip those.
     for u in "${all[@]}"; do
         [[ $u == "$t"/* ]] && skip+=(-s "$u")
     done
-    # A test still running 20 s before its timeout says where it hangs
-    timeout -k 10 "$TEST_TIMEOUT" "$TOP/scripts/tcg-only.sh" "$mt" --full --tap -p "$t" "${skip[@]}" &
+    limit=$(budget "$t" "$TEST_TIMEOUT")
+    bounded "$t" "$limit" "$TOP/scripts/tcg-only.sh" "$mt" --full --tap -p "$t" "${skip[@]}" || rc=$?
+    took "$t" "$((SECONDS - start))"
+    return "$rc"
+}
+
+# NAME LIMIT COMMAND...: COMMAND, killed after LIMIT s; 20 s before (or
+# half-way, for a short limit), a hang report says where it stands
+bounded() {
+    local name=$1 limit=$2 rc=0 test_pid report_pid at
+    shift 2
+    at=$((limit - 20))
+    [ "$at" -ge $((limit / 2)) ] || at=$((limit / 2))
+    timeout -k 10 "$limit" "$@" &
     test_pid=$!
-    bash "$TOP/scripts/hang-report.sh" "$test_pid" "$((TEST_TIMEOUT - 20))" &
+    bash "$TOP/scripts/hang-report.sh" "$test_pid" "$at" &
     report_pid=$!
     wait "$test_pid" || rc=$?
-    # The report of a test that ran into its timeout is out by then
-    if [ "$rc" != 124 ]; then
+    # The report of a test that ran into its limit is out by then
+    if [ "$rc" = 124 ]; then
+        echo "# $name: over its budget of $limit s" \
+             "(usual: ${usual[$name]:-unknown} s)"
+    else
         kill "$report_pid" 2>/dev/null || true
     fi
     wait "$report_pid" 2>/dev/null || true
-    echo "# $t: $((SECONDS - start)) s"
     return "$rc"
 }
 
 mt=$BUILD/tests/qtest/migration-test
+times_file=
 if [ -z "$quick" ]; then
+    times_file=$BUILD/test-times.new
+    : >"$times_file"
     # The Linux guest of the pc/linux COLO tests (Debian's kernel and an
     # initrd of guest/colo-init.c)
     stage "Linux guest"
@@ -139,7 +181,7 @@ run_in_background() {
     bg=("$@")
     bg_dir=$(mktemp -d)
     stage "migration-test ${bg[*]} (TCG, in the background)"
-    nice -n 10 bash -c "$(declare -f run_test); $(declare -p all mt TOP TEST_TIMEOUT bg bg_dir)
+    nice -n 10 bash -c "$(declare -f run_test bounded budget took); $(declare -p all mt TOP TEST_TIMEOUT MIN_BUDGET usual bg bg_dir times_file)
         for i in \"\${!bg[@]}\"; do
             rc=0; run_test \"\${bg[i]}\" >\"\$bg_dir/\$i.out\" 2>&1 || rc=\$?
             echo \"\$rc\" >\"\$bg_dir/\$i.rc\"
@@ -183,9 +225,10 @@ done
 run_check() {
     local label=$1 limit=$2 script=$3 start=$SECONDS rc=0
     shift 3
-    timeout -k 10 "$limit" "$PYTHON" "$TOP/scripts/$script" \
-        --qemu "$BUILD/qemu-system-x86_64" "$@" || rc=$?
-    echo "# $label: $((SECONDS - start)) s"
+    bounded "$label" "$(budget "$label" "$limit")" "$PYTHON" \
+        "$TOP/scripts/$script" --qemu "$BUILD/qemu-system-x86_64" "$@" ||
+        rc=$?
+    took "$label" "$((SECONDS - start))"
     result "$label" "$rc"
 }
 
@@ -221,4 +264,9 @@ if [ -n "$bg_pid" ]; then
     rm -rf "$bg_dir"
 fi
 
+if [ -n "$times_file" ]; then
+    { echo "# seconds test: make check, $(date -u +%F), $(nproc) cores"
+      sort -k2 "$times_file"; } >"$BUILD/test-times"
+    rm -f "$times_file"
+fi
 summary

@@ -188,6 +188,18 @@ class Node:
                                f"{r.returncode}: {r.stderr.strip()}")
         return r
 
+    def qemu_pids(self):
+        """The node's QEMU processes"""
+        out = []
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().startswith("qemu-system"):
+                        out.append(pid)
+            except OSError:
+                pass
+        return out
+
     def signal_all(self, sig):
         """SIGSTOP (a hang) or SIGCONT to every process of the node"""
         for pid in self.pids():
@@ -292,6 +304,8 @@ class Observer(threading.Thread):
         self.cluster = cluster
         self.stopping = threading.Event()
         self.state = {}         # node: (running, mode, checkpoints) or None
+        self.alone = []         # (time, node) of each start of a node's
+                                # guest running outside COLO
         self.violations = []
         self.fdb = []           # (time, port) of each learning of the MAC
         self.lock = threading.Lock()
@@ -343,16 +357,30 @@ class Observer(threading.Thread):
                      for n in self.cluster.nodes}
             alone = [name for name, s in state.items()
                      if s and s[0] and s[1] == "none"]
+            now = time.monotonic()
             with self.lock:
+                for name in alone:
+                    old = self.state.get(name)
+                    if not (old and old[0] and old[1] == "none"):
+                        self.alone.append((now, name))
                 self.state = state
                 if len(alone) > 1:
                     self.violations.append(
                         f"{time.strftime('%T')}: two guests served "
                         f"outside COLO, on {' and '.join(alone)}")
+        for qmp in conns.values():
+            qmp.close()
 
     def get(self):
         with self.lock:
             return dict(self.state)
+
+    def alone_since(self, name, t):
+        """The first moment after T at which NAME's guest was seen
+        running outside COLO, or None"""
+        with self.lock:
+            return next((when for when, who in self.alone
+                         if who == name and when > t), None)
 
     def close(self):
         self.stopping.set()

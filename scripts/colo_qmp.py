@@ -43,11 +43,14 @@ class Connection:
             self._run(self.client.disconnect(), 2)
         except Exception:
             pass
-        # What the client's own tasks left, before the loop goes
-        for task in asyncio.all_tasks(self.loop):
+        # What the client's own tasks left, ended before the loop goes
+        tasks = asyncio.all_tasks(self.loop)
+        for task in tasks:
             task.cancel()
         try:
-            self.loop.run_until_complete(asyncio.sleep(0))
+            self.loop.run_until_complete(
+                asyncio.wait_for(asyncio.gather(*tasks,
+                                                return_exceptions=True), 2))
         except Exception:
             pass
         self.loop.close()

@@ -80,7 +80,9 @@ def run(qemu, linux_dir, protected_seconds=8):
         if not client.connected.wait(90) or client.error:
             raise RuntimeError(f"client: {client.error or 'no connection'}")
         tl = Timeline(c, client)
-        print("     s  replies   median      max  who serves (ms)")
+        print("per second: the client's replies, their round trip "
+              "(median, max, ms), who serves")
+        print("     s  replies   median      max  who serves")
         tl.rows(protected_seconds)
         p, s = c.wait_protected(120)
         fenced_before = c.last_fenced(p, s)
