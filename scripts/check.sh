@@ -264,9 +264,10 @@ if [ -n "$bg_pid" ]; then
     rm -rf "$bg_dir"
 fi
 
-if [ -n "$times_file" ]; then
+# The times of a run in which everything passed, for scripts/test-times
+if [ -n "$times_file" ] && [ "$failed" = 0 ]; then
     { echo "# seconds test: make check, $(date -u +%F), $(nproc) cores"
       sort -k2 "$times_file"; } >"$BUILD/test-times"
-    rm -f "$times_file"
 fi
+[ -z "$times_file" ] || rm -f "$times_file"
 summary
