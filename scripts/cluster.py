@@ -223,6 +223,7 @@ CONSOLE = COLO_DIR + "/console.log"
 OBSERVE = COLO_DIR + "/observe.sock"
 # What the agent logs when the guest boots from a node's disk
 COLD_START = "promoted: the guest boots from this node's disk"
+OUTSIDE_COLO = "an unpromoted guest outside COLO"
 
 CIB_RESOURCES = """\
 <resources>
@@ -395,7 +396,8 @@ class Cluster:
     fence device, the ping resource and the COLO resource"""
 
     def __init__(self, qemu, linux_dir, token_ms=1000, fencing=True,
-                 caps=("return-path", "x-colo-early-resume"),
+                 caps=("return-path", "x-colo-early-resume",
+                       "x-colo-check-ram"),
                  checkpoint_delay=1000, log=print):
         self.qemu, self.linux_dir, self.log = qemu, linux_dir, log
         self.fencing, self.caps = fencing, caps
@@ -573,6 +575,11 @@ class Cluster:
             log = node.log("/var/log/pacemaker/pacemaker.log")
             boots += sum(1 for line in log.splitlines()
                          if "pacemaker-execd" in line and COLD_START in line)
+            # x-colo-check-ram: a secondary whose RAM differed from the
+            # primary's at a checkpoint leaves COLO with the agent's line
+            bad += [f"{node.name}: {line.split('colo(', 1)[-1]}"
+                    for line in log.splitlines()
+                    if "pacemaker-execd" in line and OUTSIDE_COLO in line]
         if boots != 1:
             bad.append(f"the guest booted {boots} times")
         return bad
