@@ -66,7 +66,9 @@ rm -rf "$logs"
 mkdir -p "$logs"
 # Leaks are not checked: QEMU does not free everything at exit, and a
 # killed side (the tests' host failure) never exits at all.
-export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$logs/asan"
+# verify_asan_link_order=0: the clock-step tests preload libfaketime into
+# the primary, before the ASan runtime
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:verify_asan_link_order=0:log_path=$logs/asan"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:abort_on_error=1:log_path=$logs/ubsan"
 export QTEST_QEMU_BINARY=$BUILD/qemu-system-x86_64
 # The block replication tests make and read their images with it

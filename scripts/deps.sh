@@ -6,6 +6,8 @@
 #  - iproute2, for the namespaces, bridges and taps of the full-stack test
 #    and demo
 #  - gdb, for the backtraces of a test that hangs (scripts/hang-report.sh)
+#  - libfaketime, which steps a COLO primary's wall clock in the qtests
+#    pc/clock-step and pc/compare/clock-step
 #  - corosync and Pacemaker (with resource-agents' shell functions and
 #    ping, for the ping resource), for the COLO resource agent's cluster
 #    test and demo (scripts/check-cluster.py); Debian 12's packages start
@@ -25,7 +27,7 @@ PKGS=(build-essential dpkg-dev git make pkg-config flex bison ninja-build
       python3 python3-venv python3-setuptools libglib2.0-dev libpixman-1-dev
       zlib1g-dev libslirp-dev libfdt-dev seabios ipxe-qemu xz-utils perl
       iproute2 gdb corosync pacemaker pacemaker-cli-utils resource-agents
-      iputils-ping)
+      iputils-ping libfaketime)
 BPO_PKGS=(meson python3-pycotap)
 if [ "${1:-}" = "--bench" ]; then
     PKGS+=(python3-matplotlib wrk)
