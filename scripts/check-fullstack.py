@@ -25,33 +25,39 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fullstack  # noqa: E402
 
-# (machine, NIC, x-colo-early-resume, x-colo-background-ram, side lost,
-# in make check: the rest only with --all);
+# (machine, NIC, how the primary resumes: "plain" after the secondary
+# loaded, "early-resume" once it has the checkpoint, "resume-before-ram"
+# before the RAM is sent; x-colo-background-ram, side lost, in make
+# check: the rest only with --all);
 # "hang-...": the side's QEMU is stopped (SIGSTOP) instead of killed, as a
 # host that hangs with its sockets open; "reprotect": the secondary is
 # killed, a fresh one joins the primary (its disk copied from the
 # primary's while the guest runs), and the primary is killed in turn;
 # "reprotect-after-primary": the same after the primary's loss, the
-# secondary that took over getting a primary's proxy
+# secondary that took over getting a primary's proxy; "stream-primary":
+# the primary is killed as it resumes from a checkpoint, while that
+# checkpoint's RAM is on its way and the guest's next writes are held
 CONFIGS = [
-    ("pc", "e1000", True, False, "primary", True),
-    ("pc", "e1000", True, False, "secondary", False),
-    ("pc", "e1000", True, True, "primary", False),
-    ("pc", "e1000", True, True, "secondary", True),
-    ("pc", "virtio", True, True, "primary", True),
-    ("pc", "virtio", True, False, "secondary", True),
-    ("pc", "e1000", False, False, "primary", False),
-    ("q35", "e1000", True, True, "secondary", True),
-    ("pc", "e1000", True, True, "hang-primary", True),
-    ("pc", "e1000", True, True, "hang-secondary", True),
-    ("pc", "e1000", True, True, "reprotect", True),
-    ("pc", "e1000", True, True, "reprotect-after-primary", True),
+    ("pc", "e1000", "early-resume", False, "primary", True),
+    ("pc", "e1000", "early-resume", False, "secondary", False),
+    ("pc", "e1000", "early-resume", True, "primary", False),
+    ("pc", "e1000", "early-resume", True, "secondary", True),
+    ("pc", "virtio", "early-resume", True, "primary", True),
+    ("pc", "virtio", "early-resume", False, "secondary", True),
+    ("pc", "e1000", "plain", False, "primary", False),
+    ("q35", "e1000", "early-resume", True, "secondary", True),
+    ("pc", "e1000", "early-resume", True, "hang-primary", True),
+    ("pc", "e1000", "early-resume", True, "hang-secondary", True),
+    ("pc", "e1000", "early-resume", True, "reprotect", True),
+    ("pc", "e1000", "early-resume", True, "reprotect-after-primary", True),
+    ("pc", "e1000", "resume-before-ram", True, "stream-primary", True),
+    ("pc", "e1000", "resume-before-ram", True, "secondary", True),
 ]
 
 
 def name(c):
-    machine, nic, er, bg, kill, _ = c
-    return (f"{machine}/{nic}/{'early-resume' if er else 'plain'}/"
+    machine, nic, resume, bg, kill, _ = c
+    return (f"{machine}/{nic}/{resume}/"
             f"{'background' if bg else 'no-background'}/"
             f"{kill if kill.startswith(('hang-', 're')) else 'kill-' + kill}")
 
@@ -76,7 +82,7 @@ def main():
     for c in CONFIGS:
         if args.pattern not in name(c) or not (c[5] or args.all):
             continue
-        machine, nic, er, bg, kill, _ = c
+        machine, nic, resume, bg, kill, _ = c
         start = time.monotonic()
         try:
             hang = kill.startswith("hang-")
@@ -85,11 +91,15 @@ def main():
                                        "primary" if kill.endswith("-primary")
                                        and reprotect else
                                        "secondary" if reprotect else
-                                       kill.removeprefix("hang-"),
+                                       kill.removeprefix("hang-")
+                                       .removeprefix("stream-"),
                                        hang=hang, reprotect=reprotect,
+                                       mid_stream=kill.startswith("stream-"),
                                        nic=nic, machine=machine,
-                                       early_resume=er, background=bg,
-                                       log=lambda m: None)
+                                       early_resume=resume != "plain",
+                                       resume_before_ram=resume ==
+                                       "resume-before-ram",
+                                       background=bg, log=lambda m: None)
             print(f"ok {name(c)}: {fullstack.describe(f)} "
                   f"({time.monotonic() - start:.0f} s)", flush=True)
             f["rtt_median_ms"] = statistics.median(f["rtt_ms"])

@@ -501,15 +501,22 @@ class Stack:
         info = self.primary.cmd("query-migrate")
         return info.get("colo", {}).get("checkpoints", 0)
 
-    def fail_over(self, kill, hang=False):
+    def fail_over(self, kill, hang=False, mid_stream=False):
         """Kill KILL ("primary" or "secondary"), or with HANG stop it
         (SIGSTOP: a host that hangs, its sockets open), and fail over to
         the other side: x-colo-lost-heartbeat and the block steps only.
-        Returns the survivor."""
+        With MID_STREAM, the primary is killed as it resumes from a
+        checkpoint, while that checkpoint's RAM is still on its way with
+        x-colo-resume-before-ram (self.cut_mid_stream then says whether
+        the secondary never had it). Returns the survivor."""
         victim = getattr(self, kill)
         survivor = self.secondary if kill == "primary" else self.primary
         self.lost = victim
-        if hang:
+        if mid_stream:
+            done = self.checkpoints()
+            self.primary.wait_event("RESUME", 10, after=time.time())
+            victim.kill()
+        elif hang:
             os.killpg(victim.proc.pid, signal.SIGSTOP)
         else:
             victim.kill()
@@ -527,6 +534,9 @@ class Stack:
             survivor.cmd("nbd-server-stop")
         survivor.cmd("x-colo-lost-heartbeat")
         survivor.wait_event("COLO_EXIT", 30)
+        if mid_stream:
+            loaded = survivor.cmd("query-migrate")["colo"]["checkpoints"]
+            self.cut_mid_stream = loaded == done
         if survivor is self.primary:
             survivor.cmd("x-blockdev-change", parent="colo-disk0",
                          child=self.replication_child)
@@ -586,7 +596,8 @@ def percentile(values, p):
 
 def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,
                  log=print, hang=False, reprotect=False, outgoing_every=0,
-                 max_gap=2.0, max_checkpoints=None, **stack_args):
+                 max_gap=2.0, max_checkpoints=None, mid_stream=False,
+                 **stack_args):
     """One run: COLO with the client's requests, KILL killed (or, with
     HANG, stopped), failover, more requests, and the checks. With
     REPROTECT, a fresh secondary then joins the survivor, the new pair
@@ -594,7 +605,9 @@ def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,
     to take over. With OUTGOING_EVERY, every
     that many-th request makes the guest open a connection to the Peer
     (not in check-fullstack.py yet: see docs/colo.md); MAX_CHECKPOINTS
-    bounds the checkpoints in COLO, MAX_GAP the longest wait for a reply.
+    bounds the checkpoints in COLO, MAX_GAP the longest wait for a reply;
+    MID_STREAM kills the primary as it resumes from a checkpoint (see
+    Stack.fail_over()).
     Returns a dict of figures; raises AssertionError with what went
     wrong."""
     stack = Stack(qemu, linux_dir, **stack_args)
@@ -612,8 +625,9 @@ def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,
         cp0 = stack.checkpoints()
         time.sleep(colo_seconds)
         cps = stack.checkpoints() - cp0
+        colo = stack.primary.cmd("query-migrate")["colo"]
         t_kill = time.monotonic()
-        survivor = stack.fail_over(kill, hang)
+        survivor = stack.fail_over(kill, hang, mid_stream)
         t_failed = time.monotonic()
         time.sleep(after_seconds)
         t_reprotect = None
@@ -639,6 +653,11 @@ def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,
             "after": sum(1 for _, s, _ in client.sent if s > t_failed),
             "disk_check": check,
             "outgoing": peer.served,
+            "cut_mid_stream": stack.cut_mid_stream if mid_stream else None,
+            "pause_avg_ms": colo.get("average-pause", 0) / 1000,
+            "pause_max_ms": colo.get("max-pause", 0) / 1000,
+            "fallbacks": colo.get("capture-fallbacks"),
+            "held_disk_writes": colo.get("held-disk-writes"),
         }
         problems = stack.console_problems() + stack.log_problems()
         if check != f"good {acked}":
@@ -650,6 +669,12 @@ def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,
             problems.append("no replies during COLO or after the failover")
         if cps == 0:
             problems.append("no checkpoint while the client ran")
+        if stack.resume_before_ram and (figures["fallbacks"] or
+                                        not figures["held_disk_writes"]):
+            problems.append(f"resume before RAM: {figures['fallbacks']} "
+                            "checkpoints fell back, "
+                            f"{figures['held_disk_writes']} disk writes "
+                            "held")
         if max_checkpoints is not None and cps > max_checkpoints:
             problems.append(f"{cps} checkpoints in COLO, more than "
                             f"{max_checkpoints}: the guests' output "
@@ -673,8 +698,11 @@ def describe(f):
     return (f"{'hang' if f.get('hang') else 'kill'} {f['kill']}"
             f"{', re-protect (%.1f s), kill the primary' % f['reprotect_s'] if f.get('reprotect_s') else ''}: "
             f"{f['acked']} requests, {f['checkpoints']} "
-            f"checkpoints in COLO, RTT median {statistics.median(rtt):.1f} "
+            f"checkpoints in COLO (pause average {f['pause_avg_ms']:.1f}, "
+            f"max {f['pause_max_ms']:.1f} ms), RTT median {statistics.median(rtt):.1f} "
             f"p99 {percentile(rtt, 99):.1f} max {max(rtt):.1f} ms, failover "
             f"{f['failover_s']:.2f} s, service gap {f['gap_s']:.2f} s, "
             f"{f['after']} after, disk {f['disk_check']}"
+            f"{'' if f.get('held_disk_writes') is None else ', %d disk writes held' % f['held_disk_writes']}"
+            f"{'' if f.get('cut_mid_stream') is None else ', lost mid-stream' if f['cut_mid_stream'] else ', lost after the stream'}"
             f"{', %d calls of the guest' % f['outgoing'] if f.get('outgoing') else ''}")

@@ -31,8 +31,8 @@ Two clients run at once, in the client's namespace:
 Configurations, interleaved: the guest without COLO (its floor, once per
 interval round), the baseline (10.2.2 with the crash fixes), the series
 with x-colo-early-resume, with x-colo-background-ram, with
-x-colo-resume-before-ram (which falls back to the pause with block
-replication: see docs/colo.md), at each interval; the divergence runs and a
+x-colo-resume-before-ram (whose primary holds its disk writes until the
+secondary has the checkpoint: see docs/colo.md), at each interval; the divergence runs and a
 run with no checkpoint due in it (the proxy's cost alone) at 1000 ms.
 
 Writes results/<date>-<commit>-net.{json,md,png}. Reports; judges nothing.
