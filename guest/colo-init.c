@@ -15,7 +15,8 @@
  *    ("colo-guest: DATA MISMATCH");
  *  - it prints "colo-guest: round N" on the console every ROUNDS_PER_LINE
  *    rounds, so that a test sees that it runs.
- * Anything wrong ends in a line with MISMATCH; the kernel's own Oops, BUG
+ * Anything wrong ends in a line with MISMATCH (also a disk ahead of the
+ * memory, below); the kernel's own Oops, BUG
  * or panic show on the console too.
  *
  * With colo_service=PORT on the kernel's command line (the kernel hands
@@ -25,7 +26,13 @@
  * gives eth0 the address colo_ip=A.B.C.D/N, and serves one client at a
  * time on PORT, one request per line:
  *  - "w N": write record N to sector N of /dev/vda (O_DIRECT | O_DSYNC:
- *    on the disk when the reply leaves) and reply "ok N";
+ *    on the disk when the reply leaves) and reply "ok N". The sector
+ *    must be blank before: each record is written once, and the guest's
+ *    memory knows which it wrote. A sector that already holds something
+ *    means a disk ahead of the memory, as a secondary's would be if it
+ *    took over with a checkpoint's RAM but a disk that has writes of the
+ *    interval after it; the reply is then "err ahead N", and nothing is
+ *    written;
  *  - "o N": as "w N", after a TCP connection of the guest's own to
  *    colo_peer=A.B.C.D:PORT: it sends "hello N" there and waits for
  *    "ack N" (as a service that calls its database would);
@@ -232,6 +239,20 @@ static void fill_record(uint8_t *buf, uint32_t n)
     }
 }
 
+/* Whether sector @n of @disk is still blank (never written), in @buf */
+static int sector_blank(int disk, uint8_t *buf, uint32_t n)
+{
+    if (pread(disk, buf, SECTOR, (off_t)n * SECTOR) != SECTOR) {
+        return 0;
+    }
+    for (int i = 0; i < SECTOR; i++) {
+        if (buf[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* "c N": the first sector of 1..@n that does not hold its record, or 0 */
 static uint32_t check_records(int disk, uint8_t *buf, uint8_t *want,
                               uint32_t n)
@@ -297,6 +318,10 @@ static void serve_request(int disk, uint8_t *buf, uint8_t *want,
         snprintf(reply, size, "err bad request\n");
     } else if (op == 'o' && call_peer(n) < 0) {
         snprintf(reply, size, "err peer %u: %s\n", n, strerror(errno));
+    } else if ((op == 'w' || op == 'o') && !sector_blank(disk, buf, n)) {
+        say("colo-guest: DISK MISMATCH: sector %u written before: "
+            "the disk is ahead of the memory\n", n);
+        snprintf(reply, size, "err ahead %u\n", n);
     } else if (op == 'w' || op == 'o') {
         fill_record(buf, n);
         if (pwrite(disk, buf, SECTOR, (off_t)n * SECTOR) != SECTOR) {

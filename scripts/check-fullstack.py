@@ -9,9 +9,11 @@ other fails over with x-colo-lost-heartbeat and the block steps only; the
 client goes on for 4 s. Each run must show: the one connection carried on
 (no reset, no missing, wrong or repeated reply), no gap of more than 2 s
 between replies, every acknowledged record on the survivor's disk (the
-survivor's guest reads them all back), checkpoints while the client ran,
-and nothing wrong on either guest's console (MISMATCH, Oops, BUG,
-WARNING, panic, a second boot).
+survivor's guest reads them all back), a disk no further than the
+survivor's memory (the guest writes each record once, to a sector that
+must be blank), checkpoints while the client ran, and nothing wrong on
+either guest's console (MISMATCH, Oops, BUG, WARNING, panic, a second
+boot).
 """
 
 import argparse
@@ -36,7 +38,11 @@ import fullstack  # noqa: E402
 # "reprotect-after-primary": the same after the primary's loss, the
 # secondary that took over getting a primary's proxy; "stream-primary":
 # the primary is killed as it resumes from a checkpoint, while that
-# checkpoint's RAM is on its way and the guest's next writes are held
+# checkpoint's RAM is on its way and the guest's next writes are held;
+# "commit-primary": the primary is killed once the secondary committed a
+# checkpoint during whose stream the guest wrote, before the next one (the
+# guest finds a sector written that its memory never wrote if those
+# writes reached the secondary's disk before its commit)
 CONFIGS = [
     ("pc", "e1000", "early-resume", False, "primary", True),
     ("pc", "e1000", "early-resume", False, "secondary", False),
@@ -51,6 +57,7 @@ CONFIGS = [
     ("pc", "e1000", "early-resume", True, "reprotect", True),
     ("pc", "e1000", "early-resume", True, "reprotect-after-primary", True),
     ("pc", "e1000", "resume-before-ram", True, "stream-primary", True),
+    ("pc", "e1000", "resume-before-ram", True, "commit-primary", True),
     ("pc", "e1000", "resume-before-ram", True, "secondary", True),
 ]
 
@@ -92,9 +99,12 @@ def main():
                                        and reprotect else
                                        "secondary" if reprotect else
                                        kill.removeprefix("hang-")
-                                       .removeprefix("stream-"),
+                                       .removeprefix("stream-")
+                                       .removeprefix("commit-"),
                                        hang=hang, reprotect=reprotect,
                                        mid_stream=kill.startswith("stream-"),
+                                       after_commit=kill.startswith(
+                                           "commit-"),
                                        nic=nic, machine=machine,
                                        early_resume=resume != "plain",
                                        resume_before_ram=resume ==

@@ -501,14 +501,39 @@ class Stack:
         info = self.primary.cmd("query-migrate")
         return info.get("colo", {}).get("checkpoints", 0)
 
-    def fail_over(self, kill, hang=False, mid_stream=False):
+    def _colo(self, vm):
+        return vm.cmd("query-migrate")["colo"]
+
+    def _wait_commit_after_held_writes(self, timeout=30):
+        """With x-colo-resume-before-ram, wait until the primary sends the
+        disk writes it held during a checkpoint's stream: the secondary has
+        committed that checkpoint, and the next one is an interval away.
+        Returns the primary's count of checkpoints then, the one the
+        secondary must take over with."""
+        held = self._colo(self.primary)["held-disk-writes"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            colo = self._colo(self.primary)
+            if colo["held-disk-writes"] > held:
+                return colo["checkpoints"]
+            time.sleep(0.002)
+        raise AssertionError(f"no disk write held in {timeout} s")
+
+    def fail_over(self, kill, hang=False, mid_stream=False,
+                  after_commit=False):
         """Kill KILL ("primary" or "secondary"), or with HANG stop it
         (SIGSTOP: a host that hangs, its sockets open), and fail over to
         the other side: x-colo-lost-heartbeat and the block steps only.
         With MID_STREAM, the primary is killed as it resumes from a
         checkpoint, while that checkpoint's RAM is still on its way with
         x-colo-resume-before-ram (self.cut_mid_stream then says whether
-        the secondary never had it). Returns the survivor."""
+        the secondary never had it). With AFTER_COMMIT, it is killed once
+        the secondary has committed a checkpoint during whose stream the
+        guest wrote, before the next one: the secondary's disk must then
+        have none of those writes, or its guest finds a sector written
+        that its memory never wrote ("err ahead N"; self.cut_after_commit
+        says whether the secondary took over with that checkpoint).
+        Returns the survivor."""
         victim = getattr(self, kill)
         survivor = self.secondary if kill == "primary" else self.primary
         self.lost = victim
@@ -516,10 +541,15 @@ class Stack:
             done = self.checkpoints()
             self.primary.wait_event("RESUME", 10, after=time.time())
             victim.kill()
+        elif after_commit:
+            committed = self._wait_commit_after_held_writes()
+            victim.kill()
         elif hang:
             os.killpg(victim.proc.pid, signal.SIGSTOP)
         else:
             victim.kill()
+        # The failover's time counts from here, not from the wait above
+        self.lost_at = time.monotonic()
         lost = [{"type": "migration"}]
         if survivor is self.primary:
             # A secondary host that hangs keeps its sockets open: the
@@ -535,8 +565,10 @@ class Stack:
         survivor.cmd("x-colo-lost-heartbeat")
         survivor.wait_event("COLO_EXIT", 30)
         if mid_stream:
-            loaded = survivor.cmd("query-migrate")["colo"]["checkpoints"]
-            self.cut_mid_stream = loaded == done
+            self.cut_mid_stream = self._colo(survivor)["checkpoints"] == done
+        if after_commit:
+            self.cut_after_commit = \
+                self._colo(survivor)["checkpoints"] == committed
         if survivor is self.primary:
             survivor.cmd("x-blockdev-change", parent="colo-disk0",
                          child=self.replication_child)
@@ -597,7 +629,7 @@ def percentile(values, p):
 def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,
                  log=print, hang=False, reprotect=False, outgoing_every=0,
                  max_gap=2.0, max_checkpoints=None, mid_stream=False,
-                 **stack_args):
+                 after_commit=False, **stack_args):
     """One run: COLO with the client's requests, KILL killed (or, with
     HANG, stopped), failover, more requests, and the checks. With
     REPROTECT, a fresh secondary then joins the survivor, the new pair
@@ -606,8 +638,9 @@ def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,
     that many-th request makes the guest open a connection to the Peer
     (not in check-fullstack.py yet: see docs/colo.md); MAX_CHECKPOINTS
     bounds the checkpoints in COLO, MAX_GAP the longest wait for a reply;
-    MID_STREAM kills the primary as it resumes from a checkpoint (see
-    Stack.fail_over()).
+    MID_STREAM kills the primary as it resumes from a checkpoint, and
+    AFTER_COMMIT once the secondary committed a checkpoint during whose
+    stream the guest wrote (see Stack.fail_over()).
     Returns a dict of figures; raises AssertionError with what went
     wrong."""
     stack = Stack(qemu, linux_dir, **stack_args)
@@ -626,9 +659,8 @@ def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,
         time.sleep(colo_seconds)
         cps = stack.checkpoints() - cp0
         colo = stack.primary.cmd("query-migrate")["colo"]
-        t_kill = time.monotonic()
-        survivor = stack.fail_over(kill, hang, mid_stream)
-        t_failed = time.monotonic()
+        survivor = stack.fail_over(kill, hang, mid_stream, after_commit)
+        t_kill, t_failed = stack.lost_at, time.monotonic()
         time.sleep(after_seconds)
         t_reprotect = None
         if reprotect:
@@ -638,9 +670,8 @@ def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,
             cp1 = stack.checkpoints()
             time.sleep(colo_seconds)
             cps += stack.checkpoints() - cp1
-            t_kill = time.monotonic()
             survivor = stack.fail_over("primary")
-            t_failed = time.monotonic()
+            t_kill, t_failed = stack.lost_at, time.monotonic()
             time.sleep(after_seconds)
         check = client.finish()
         acked = len(client.sent)
@@ -654,6 +685,8 @@ def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,
             "disk_check": check,
             "outgoing": peer.served,
             "cut_mid_stream": stack.cut_mid_stream if mid_stream else None,
+            "cut_after_commit": stack.cut_after_commit if after_commit
+            else None,
             "pause_avg_ms": colo.get("average-pause", 0) / 1000,
             "pause_max_ms": colo.get("max-pause", 0) / 1000,
             "fallbacks": colo.get("capture-fallbacks"),
@@ -675,6 +708,10 @@ def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,
                             "checkpoints fell back, "
                             f"{figures['held_disk_writes']} disk writes "
                             "held")
+        if after_commit and not stack.cut_after_commit:
+            problems.append("the secondary took over with a later "
+                            "checkpoint than the one the guest wrote "
+                            "during: the loss came too late")
         if max_checkpoints is not None and cps > max_checkpoints:
             problems.append(f"{cps} checkpoints in COLO, more than "
                             f"{max_checkpoints}: the guests' output "
@@ -705,4 +742,5 @@ def describe(f):
             f"{f['after']} after, disk {f['disk_check']}"
             f"{'' if f.get('held_disk_writes') is None else ', %d disk writes held' % f['held_disk_writes']}"
             f"{'' if f.get('cut_mid_stream') is None else ', lost mid-stream' if f['cut_mid_stream'] else ', lost after the stream'}"
+            f"{'' if f.get('cut_after_commit') is None else ', lost after the commit' if f['cut_after_commit'] else ', lost after the next checkpoint'}"
             f"{', %d calls of the guest' % f['outgoing'] if f.get('outgoing') else ''}")
