@@ -37,7 +37,13 @@
  *    colo_peer=A.B.C.D:PORT: it sends "hello N" there and waits for
  *    "ack N" (as a service that calls its database would);
  *  - "c N": read sectors 1..N back and reply "good N", or "bad K" for
- *    the first sector K that does not hold record K.
+ *    the first sector K that does not hold record K;
+ *  - "b MS KIB": write blocks of KIB KiB one after the other for MS
+ *    milliseconds, each on the disk before the next (O_DIRECT | O_DSYNC),
+ *    in the disk's last BENCH_WINDOW bytes, and reply "bench N P50 P90 P99
+ *    MAX BYTES US": how many writes, their latencies' percentiles in us,
+ *    and the bytes written in US microseconds (the client benchmark's
+ *    disk figures, scripts/netbench.py).
  * The checks above keep running beside it, at the lowest priority and
  * without the module (which might be the NIC's).
  *
@@ -60,6 +66,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/ioctl.h>
+#include <linux/fs.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -77,6 +84,8 @@
 #define MODULE_NAME "e1000"
 #define SECTOR 512
 #define DISK "/dev/vda"
+#define BENCH_WINDOW (8 << 20)
+#define BENCH_MAX_WRITES 65536
 
 static int console = -1;
 
@@ -267,6 +276,62 @@ static uint32_t check_records(int disk, uint8_t *buf, uint8_t *want,
     return 0;
 }
 
+static int64_t now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int compare_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* "b @ms @kib": synchronous writes of @kib KiB for @ms ms, into @reply */
+static void disk_bench(int disk, uint32_t ms, uint32_t kib, char *reply,
+                       size_t size)
+{
+    static uint32_t lat[BENCH_MAX_WRITES];
+    size_t bytes = (size_t)kib << 10;
+    uint64_t disk_bytes = 0, written = 0;
+    int64_t start = now_us(), end = start + (int64_t)ms * 1000, t;
+    uint32_t n = 0;
+    off_t base, off = 0;
+    void *buf;
+
+    if (ioctl(disk, BLKGETSIZE64, &disk_bytes) < 0 ||
+        disk_bytes < BENCH_WINDOW || !kib || bytes > BENCH_WINDOW ||
+        posix_memalign(&buf, PAGE, bytes)) {
+        snprintf(reply, size, "err bench\n");
+        return;
+    }
+    memset(buf, 0xbe, bytes);
+    base = disk_bytes - BENCH_WINDOW;
+    for (t = start; t < end && n < BENCH_MAX_WRITES; n++) {
+        if (off + bytes > BENCH_WINDOW) {
+            off = 0;
+        }
+        if (pwrite(disk, buf, bytes, base + off) != (ssize_t)bytes) {
+            free(buf);
+            snprintf(reply, size, "err bench write: %s\n", strerror(errno));
+            return;
+        }
+        off += bytes;
+        written += bytes;
+        lat[n] = now_us() - t;
+        t += lat[n];
+    }
+    free(buf);
+    qsort(lat, n, sizeof(lat[0]), compare_u32);
+    snprintf(reply, size, "bench %u %u %u %u %u %llu %lld\n", n,
+             lat[n / 2], lat[n * 9 / 10], lat[n * 99 / 100], lat[n - 1],
+             (unsigned long long)written, (long long)(t - start));
+}
+
 /* "hello @n" to colo_peer over a connection of its own: 0 once acked */
 static int call_peer(uint32_t n)
 {
@@ -312,10 +377,12 @@ static void serve_request(int disk, uint8_t *buf, uint8_t *want,
                           const char *req, char *reply, size_t size)
 {
     char op = 0;
-    uint32_t n = 0, bad;
+    uint32_t n = 0, kib = 0, bad;
 
-    if (sscanf(req, "%c %u", &op, &n) != 2 || n == 0) {
+    if (sscanf(req, "%c %u %u", &op, &n, &kib) < 2 || n == 0) {
         snprintf(reply, size, "err bad request\n");
+    } else if (op == 'b') {
+        disk_bench(disk, n, kib, reply, size);
     } else if (op == 'o' && call_peer(n) < 0) {
         snprintf(reply, size, "err peer %u: %s\n", n, strerror(errno));
     } else if ((op == 'w' || op == 'o') && !sector_blank(disk, buf, n)) {

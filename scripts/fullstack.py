@@ -49,7 +49,7 @@ MIGRATE_PORT, NBD_PORT = colo_qmp.PORTS["migrate"], colo_qmp.PORTS["nbd"]
 # Each host's address on the COLO link, and the raw image of its disk
 HOST_IP = {"p": COLO_NET[0], "s": COLO_NET[1]}
 DISK = {"p": "primary.raw", "s": "secondary.raw"}
-DISK_MB = 16
+DISK_MB = 24
 # What a guest's console must never show
 BAD_CONSOLE = ("MISMATCH", "Oops", "BUG:", "Kernel panic", "WARNING:",
                "service failed", "cannot ")

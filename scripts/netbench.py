@@ -35,6 +35,13 @@ x-colo-resume-before-ram (whose primary holds its disk writes until the
 secondary has the checkpoint: see docs/colo.md), at each interval; the divergence runs and a
 run with no checkpoint due in it (the proxy's cost alone) at 1000 ms.
 
+After the load, each run measures the guest's disk as its application
+sees it: the guest's service writes 4 KiB blocks, then 1 MiB blocks, one
+after the other, each on the disk before the next (O_DIRECT | O_DSYNC),
+for DISK_MS each (its "b" request, guest/colo-init.c), and reports the
+writes' latency percentiles and the throughput; checkpoints go on at the
+run's interval meanwhile.
+
 Writes results/<date>-<commit>-net.{json,md,png}. Reports; judges nothing.
 """
 
@@ -167,10 +174,12 @@ def run_one(qemu, linux_dir, name, interval, mode, args, log):
                    args.connections)
         t1 = time.monotonic()
         check = client.finish()
+        disk = disk_phase(stack, client, args.disk_ms, wall) \
+            if args.disk_ms else {}
         sent = [(s, r) for _, s, r in client.sent if t0 <= s < t1]
         rec = {"config": name, "interval": interval, "mode": mode,
                "boot_s": boot, "seconds": t1 - t0, "wrk": load,
-               "client_check": check, "checkpoints": 0}
+               "client_check": check, "checkpoints": 0, "disk": disk}
         spans = []
         if stack.colo:
             spans = pauses(stack.primary, t0 + wall, t1 + wall)
@@ -203,6 +212,29 @@ def run_one(qemu, linux_dir, name, interval, mode, args, log):
         if client:
             client.close()
         stack.close()
+
+
+def disk_bench(client, ms, kib):
+    """The guest's synchronous writes of KIB KiB for MS ms: their count,
+    latency percentiles (us) and throughput (MB/s)"""
+    reply = client.request(f"b {ms} {kib}")
+    words = reply.split()
+    if len(words) != 8 or words[0] != "bench":
+        raise RuntimeError(f"the guest's disk bench: {reply!r}")
+    n, p50, p90, p99, top, nbytes, us = map(int, words[1:])
+    return {"writes": n, "p50_us": p50, "p90_us": p90, "p99_us": p99,
+            "max_us": top, "mb_s": nbytes / us}
+
+
+def disk_phase(stack, client, ms, wall):
+    """disk_bench() with 4 KiB and 1 MiB blocks, and the checkpoints
+    meanwhile"""
+    t = time.monotonic()
+    out = {str(kib): disk_bench(client, ms, kib) for kib in (4, 1024)}
+    if stack.colo:
+        out["checkpoints"] = len(pauses(stack.primary, t + wall,
+                                        time.monotonic() + wall))
+    return out
 
 
 def disk_records(stack):
@@ -240,6 +272,10 @@ def summary(rec):
         s["pause"] = dist(rec["primary_pause_ms"])
         s["secondary_pause"] = dist(rec["secondary_pause_ms"])
     waits = rec.get("compare_wait_us", {})
+    disk = rec.get("disk") or {}
+    s["disk_p50_us"] = (disk.get("4") or {}).get("p50_us")
+    s["disk_p99_us"] = (disk.get("4") or {}).get("p99_us")
+    s["disk_mb_s"] = (disk.get("1024") or {}).get("mb_s")
     s["compared"] = dist([us / 1000 for us in waits.get("compared", [])])
     s["flushed"] = dist([us / 1000 for us in waits.get("flushed", [])])
     return s
@@ -285,8 +321,9 @@ def summary_table(runs):
     lines = ["| config | interval | mode | runs | req/s | wrk p50 | p99 | "
              "p99.9 | max | errors | client p50 | p99 | max | client "
              "added mean | of which in pauses | compare wait p50/p90 "
-             "(flushed) | ckpt/s | pause p50 (secondary) |",
-             "|" + "---|" * 18]
+             "(flushed) | ckpt/s | pause p50 (secondary) | disk 4 KiB "
+             "p50/p99 us | disk 1 MiB MB/s |",
+             "|" + "---|" * 20]
     for (name, interval, mode), rs in groups(runs).items():
         ss = [summary(r) for r in rs]
 
@@ -305,7 +342,8 @@ def summary_table(runs):
             f"{m('compared', 'median')}/{m('compared', 'p90')} "
             f"({med([(x['flushed'] or {}).get('n', 0) for x in ss], '{:.0f}')}) | "
             f"{m('cps')} | {m('pause', 'median')} "
-            f"({m('secondary_pause', 'median')}) |")
+            f"({m('secondary_pause', 'median')}) | "
+            f"{m('disk_p50_us')}/{m('disk_p99_us')} | {m('disk_mb_s')} |")
     return lines
 
 
@@ -315,8 +353,9 @@ def runs_table(runs):
              "p99.9 | max | errors | client p50/p99/max | in a pause: "
              "n, p50/max | outside: p50/p99 | ckpt/s (timer+asked) | "
              "pause med/max (secondary) | client: added mean, of which "
-             "pause |",
-             "|" + "---|" * 16]
+             "pause | disk 4 KiB p50/p90/p99/max us, 1 MiB MB/s "
+             "(checkpoints) |",
+             "|" + "---|" * 17]
     for r in runs:
         s = summary(r)
         c, cp, cr = s["client"], s["client_paused"], s["client_running"]
@@ -334,8 +373,17 @@ def runs_table(runs):
             + (f"{fmt(pause)}/{fmt(pause, 'max')} "
                f"({fmt(s['secondary_pause'])}/"
                f"{fmt(s['secondary_pause'], 'max')})" if pause else "-")
-            + f" | {added:+.1f}, {s['client_pause_mean']:.1f} |")
+            + f" | {added:+.1f}, {s['client_pause_mean']:.1f} | "
+            + disk_cell(r.get("disk")) + " |")
     return lines
+
+
+def disk_cell(disk):
+    if not disk:
+        return "-"
+    d4, d1 = disk["4"], disk["1024"]
+    return (f"{d4['p50_us']}/{d4['p90_us']}/{d4['p99_us']}/{d4['max_us']}, "
+            f"{d1['mb_s']:.1f} ({disk.get('checkpoints', '-')})")
 
 
 def markdown(env, runs):
@@ -358,7 +406,11 @@ def markdown(env, runs):
              "data waited in colo-compare for the secondary's (patch 74's "
              "trace; the baseline has none), and how many a checkpoint "
              "released instead. ckpt/s: checkpoints per second. Pause: "
-             "the primary's STOP to RESUME (the secondary's).", "",
+             "the primary's STOP to RESUME (the secondary's). Disk: the "
+             "guest's own synchronous writes after the load, 4 KiB and "
+             "1 MiB blocks, for "
+             f"{p.get('disk_ms', 0)} ms each (its service's \"b\" "
+             "request).", "",
              "## Summary", ""] + summary_table(runs) + [
              "", "## Every run", "",
              "in a pause / outside: the interactive client's requests "
@@ -465,6 +517,9 @@ def main():
     ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--client-interval", type=int, default=50,
                     help="the interactive client's, in ms")
+    ap.add_argument("--disk-ms", type=int, default=3000,
+                    help="the guest's disk writes after the load, per block"
+                    " size (0: none)")
     ap.add_argument("--out", default=os.path.join(TOP, "results"))
     args = ap.parse_args()
     if args.report:
