@@ -109,6 +109,10 @@ if [ -z "$quick" ]; then
         result "checkpatch $p" "$rc"
     done
     [ "$n" -gt 0 ] || echo "(no patches in the series yet)"
+
+    stage "function sizes"
+    "$PYTHON" "$TOP/scripts/function-sizes.py" --src "$SRC" && rc=0 || rc=$?
+    result "function sizes" "$rc"
     [ "$failed" = 0 ] || { summary; exit 1; }
 fi
 
