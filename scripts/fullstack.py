@@ -498,11 +498,10 @@ class Stack:
         self._migrate(timeout)
 
     def checkpoints(self):
-        info = self.primary.cmd("query-migrate")
-        return info.get("colo", {}).get("checkpoints", 0)
+        return self._colo(self.primary).get("checkpoints", 0)
 
     def _colo(self, vm):
-        return vm.cmd("query-migrate")["colo"]
+        return vm.cmd("query-migrate").get("colo", {})
 
     def _wait_commit_after_held_writes(self, timeout=30):
         """With x-colo-resume-before-ram, wait until the primary sends the
