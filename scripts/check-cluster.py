@@ -349,7 +349,7 @@ def main():
     t_start = time.monotonic()
     c = cluster.Cluster(os.path.abspath(args.qemu),
                         os.path.abspath(args.linux_dir),
-                        fencing=not args.no_fencing, tls=False)  # TEMP-TLS
+                        fencing=not args.no_fencing, tls=not args.no_tls)
     client = None
     results, problems = [], []
     try:

@@ -2,18 +2,23 @@
 """The full-stack end-to-end test (make check runs it as root).
 
 For each configuration below: a COLO pair with block replication and the
-COLO proxy (scripts/fullstack.py), the Linux guest's TCP service, a client
-in a namespace of its own sending a numbered request every 50 ms over one
-connection, for 8 s of COLO; then one side is killed (SIGKILL) and the
-other fails over with x-colo-lost-heartbeat and the block steps only; the
-client goes on for 4 s. Each run must show: the one connection carried on
-(no reset, no missing, wrong or repeated reply), no gap of more than 2 s
-between replies, every acknowledged record on the survivor's disk (the
-survivor's guest reads them all back), a disk no further than the
-survivor's memory (the guest writes each record once, to a sector that
-must be blank), checkpoints while the client ran, and nothing wrong on
-either guest's console (MISMATCH, Oops, BUG, WARNING, panic, a second
-boot).
+COLO proxy (scripts/fullstack.py). Before the primary connects, three
+stray connections reach the secondary's migration port (closed at once,
+zero bytes, silent), and it must refuse them and wait on; with TLS (the
+".../tls" runs), the clients of fullstack.ROGUES reach its migration and
+NBD ports too, and, before a re-protection, the primary's proxy sockets,
+each refused with a line in the refusing QEMU's log. The Linux guest's
+TCP service, a client in a namespace of its own sending a numbered
+request every 50 ms over one connection, for 8 s of COLO; then one side
+is killed (SIGKILL) and the other fails over with x-colo-lost-heartbeat
+and the block steps only; the client goes on for 4 s. Each run must
+show: the one connection carried on (no reset, no missing, wrong or
+repeated reply), no gap of more than 2 s between replies, every
+acknowledged record on the survivor's disk (the survivor's guest reads
+them all back), a disk no further than the survivor's memory (the guest
+writes each record once, to a sector that must be blank), checkpoints
+while the client ran, and nothing wrong on either guest's console
+(MISMATCH, Oops, BUG, WARNING, panic, a second boot).
 """
 
 import argparse
@@ -62,11 +67,20 @@ CONFIGS = [
 ]
 
 
+# The runs with x509 TLS on every link between the hosts (the migration
+# stream, NBD, the proxy's sockets): the secondary refuses, before its
+# primary connects, the clients of fullstack.ROGUES on its migration and
+# NBD ports, and the primary refuses them on its proxy's sockets before a
+# new secondary joins
+TLS = {"reprotect", "reprotect-after-primary"}
+
+
 def name(c):
     machine, nic, resume, bg, kill, _ = c
     return (f"{machine}/{nic}/{resume}/"
             f"{'background' if bg else 'no-background'}/"
-            f"{kill if kill.startswith(('hang-', 're')) else 'kill-' + kill}")
+            f"{kill if kill.startswith(('hang-', 're')) else 'kill-' + kill}"
+            + ("/tls" if kill in TLS else ""))
 
 
 def main():
@@ -109,7 +123,8 @@ def main():
                                        early_resume=resume != "plain",
                                        resume_before_ram=resume ==
                                        "resume-before-ram",
-                                       background=bg, log=lambda m: None)
+                                       background=bg, tls=kill in TLS,
+                                       log=lambda m: None)
             print(f"ok {name(c)}: {fullstack.describe(f)} "
                   f"({time.monotonic() - start:.0f} s)", flush=True)
             f["rtt_median_ms"] = statistics.median(f["rtt_ms"])

@@ -13,6 +13,8 @@
 #    test and demo (scripts/check-cluster.py); Debian 12's packages start
 #    no service where nothing runs systemd, and the test runs its own
 #    nodes in namespaces
+#  - GnuTLS (QEMU's TLS, and certtool for the certificates of the COLO
+#    links' TLS in the full-stack and cluster tests)
 #  - with --bench, also what the benchmarks need (matplotlib; wrk, the
 #    client benchmark's load generator)
 set -euo pipefail
@@ -27,7 +29,7 @@ PKGS=(build-essential dpkg-dev git make pkg-config flex bison ninja-build
       python3 python3-venv python3-setuptools libglib2.0-dev libpixman-1-dev
       zlib1g-dev libslirp-dev libfdt-dev seabios ipxe-qemu xz-utils perl
       iproute2 gdb corosync pacemaker pacemaker-cli-utils resource-agents
-      iputils-ping libfaketime)
+      iputils-ping libfaketime libgnutls28-dev gnutls-bin)
 BPO_PKGS=(meson python3-pycotap)
 if [ "${1:-}" = "--bench" ]; then
     PKGS+=(python3-matplotlib wrk)

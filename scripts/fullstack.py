@@ -27,6 +27,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import tempfile
@@ -133,6 +134,120 @@ class Hosts:
         while self.made:
             subprocess.run(["ip", "netns", "del", self.made.pop()],
                            stderr=subprocess.DEVNULL)
+
+
+# The certificates of Stack(tls=True): one CA, and a certificate per host
+# for both ends of a link, naming its address on the COLO link
+TLS_DAYS = 2
+
+
+def tls_dn(host):
+    """The distinguished name of HOST's certificate"""
+    return f"CN=colo-host-{host}"
+
+
+def _certtool(*args):
+    run("certtool", *args)
+
+
+def make_ca(directory, name="COLO-FT test CA"):
+    os.makedirs(directory, exist_ok=True)
+    key, cert = (os.path.join(directory, f) for f in ("ca-key.pem",
+                                                      "ca-cert.pem"))
+    info = os.path.join(directory, "ca.info")
+    with open(info, "w") as f:
+        f.write(f"cn = {name}\nca\ncert_signing_key\n"
+                f"expiration_days = {TLS_DAYS}\n")
+    _certtool("--generate-privkey", "--key-type=ecdsa", "--outfile", key)
+    _certtool("--generate-self-signed", "--load-privkey", key,
+              "--template", info, "--outfile", cert)
+    return directory
+
+
+def make_host_certificate(directory, ca, dn, ip):
+    """A key and a certificate signed by the CA in directory CA, for both
+    ends of a link (QEMU's tls-creds-x509 file names), with the CA's
+    certificate beside them"""
+    os.makedirs(directory, exist_ok=True)
+    key = os.path.join(directory, "server-key.pem")
+    cert = os.path.join(directory, "server-cert.pem")
+    info = os.path.join(directory, "host.info")
+    assert dn.startswith("CN=")
+    with open(info, "w") as f:
+        f.write(f"cn = {dn[3:]}\nip_address = {ip}\ntls_www_server\n"
+                f"tls_www_client\nsigning_key\nencryption_key\n"
+                f"expiration_days = {TLS_DAYS}\n")
+    _certtool("--generate-privkey", "--key-type=ecdsa", "--outfile", key)
+    _certtool("--generate-certificate", "--load-privkey", key,
+              "--load-ca-certificate", os.path.join(ca, "ca-cert.pem"),
+              "--load-ca-privkey", os.path.join(ca, "ca-key.pem"),
+              "--template", info, "--outfile", cert)
+    shutil.copy(key, os.path.join(directory, "client-key.pem"))
+    shutil.copy(cert, os.path.join(directory, "client-cert.pem"))
+    shutil.copy(os.path.join(ca, "ca-cert.pem"), directory)
+    return directory
+
+
+# The clients that a pair with TLS must refuse on each of its links: their
+# certificate directories in the stack's, and what each lacks
+ROGUES = {"rogue-nocert": "no certificate",
+          "rogue-ca": "a certificate from another CA",
+          "rogue-name": "a certificate from the CA for a name tls-authz "
+                        "does not list"}
+
+
+def make_rogues(directory, ca, peer_dn, ip):
+    """The directories of ROGUES (QEMU's tls-creds-x509 file names, client
+    end): the pair's CA only; a certificate with the peer's name from
+    another CA (with that CA); one from the pair's CA with another name.
+    A rogue does not check the server's certificate."""
+    nocert = os.path.join(directory, "rogue-nocert")
+    os.makedirs(nocert, exist_ok=True)
+    shutil.copy(os.path.join(ca, "ca-cert.pem"), nocert)
+    other = make_ca(os.path.join(directory, "rogue-other-ca"),
+                    "COLO-FT rogue CA")
+    make_host_certificate(os.path.join(directory, "rogue-ca"), other,
+                          peer_dn, ip)
+    make_host_certificate(os.path.join(directory, "rogue-name"), ca,
+                          "CN=colo-host-rogue", ip)
+    return {name: os.path.join(directory, name) for name in ROGUES}
+
+
+def closed_by_peer(sock, timeout):
+    """Whether the peer closes SOCK within TIMEOUT (what it sends before,
+    a TLS alert say, is read and dropped)"""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(4096):
+            pass
+    except ConnectionError:
+        pass
+    except TimeoutError:
+        return False
+    return True
+
+
+def tls_refused(addr, certdir, timeout=5):
+    """Whether the TLS server at ADDR refuses a client with the
+    certificate in CERTDIR (none if it holds none): the handshake fails,
+    or the server ends the session (TLS 1.3 checks the client's
+    certificate after the client's handshake ended). A server that took
+    it waits for data: False after TIMEOUT."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    cert = os.path.join(certdir, "client-cert.pem")
+    if os.path.exists(cert):
+        ctx.load_cert_chain(cert, os.path.join(certdir, "client-key.pem"))
+    with socket.create_connection(addr, timeout) as raw:
+        try:
+            with ctx.wrap_socket(raw) as conn:
+                conn.settimeout(timeout)
+                return conn.recv(1) == b""
+        except (ssl.SSLError, ConnectionError):
+            return True
+        except TimeoutError:
+            return False
 
 
 def guest_args(linux_dir, nic="e1000", machine="pc", httpd=False):
@@ -275,11 +390,13 @@ class Stack:
     def __init__(self, qemu, linux_dir, nic="e1000", machine="pc",
                  background=False, early_resume=True, return_path=True,
                  checkpoint_delay=1000, img=None, httpd=False, colo=True,
-                 resume_before_ram=False, trace=None):
+                 resume_before_ram=False, trace=None, tls=False):
         """With HTTPD, the guest also runs busybox httpd on port 80; without
         COLO, the primary runs alone, without the proxy and the secondary
         (the client benchmark's floor). TRACE: QEMU's trace events to
-        enable (-trace's enable=, a pattern), as COLO_STACK_TRACE does."""
+        enable (-trace's enable=, a pattern), as COLO_STACK_TRACE does.
+        With TLS, x509 TLS on every link between the hosts (colo_qmp.Tls):
+        a CA and a certificate per host, made in the stack's directory."""
         self.trace = trace
         self.qemu, self.nic, self.machine = qemu, nic, machine
         self.httpd, self.colo = httpd, colo
@@ -299,8 +416,11 @@ class Stack:
         self.secondaries = 1
         # The side the last failover lost
         self.lost = None
+        self.tls = {}
         try:
             self._images()
+            if tls:
+                self._certificates()
             if not colo:
                 self.primary = self._start("primary", "p",
                                            self._solo_args("p"))
@@ -344,26 +464,110 @@ class Stack:
             run(self.img, "create", "-q", "-f", name.split(".")[-1],
                 self._path(name), f"{DISK_MB}M")
 
-    def _common(self):
+    def _certificates(self):
+        """The pair's CA and each host's certificate (see make_ca())"""
+        ca = make_ca(self._path("tls-ca"))
+        for host, peer in (("p", "s"), ("s", "p")):
+            self.tls[host] = colo_qmp.Tls(
+                make_host_certificate(self._path(f"tls-{host}"), ca,
+                                      tls_dn(host), HOST_IP[host]),
+                tls_dn(peer))
+
+        self.rogues = make_rogues(self._path("tls-rogues"), ca, tls_dn("p"),
+                                  HOST_IP["p"])
+
+    def _tls(self, host):
+        """HOST's colo_qmp.Tls, or None without TLS"""
+        return self.tls.get(host)
+
+    def tls_refusals(self, server, ports):
+        """Each of ROGUES connects from the other host to SERVER's PORTS
+        (names in colo_qmp.PORTS: "migrate" and "nbd" of a secondary,
+        "mirror" and "compare" of a primary). Returns what SERVER did not
+        refuse, or refused without a word in its log."""
+        peer = "p" if server.host == "s" else "s"
+        ip = HOST_IP[server.host]
+        problems = []
+
+        def attempt(port, rogue, certdir):
+            said = self._log_size(server)
+            if port == "nbd":
+                refused = self._nbd_refused(ip, certdir)
+            else:
+                refused = tls_refused((ip, colo_qmp.PORTS[port]), certdir)
+            if not refused:
+                return "taken"
+            if not self._log_grows(server, said, 3):
+                return "refused without a word in its log"
+            return None
+
+        def attempts():
+            self.hosts.enter(peer)
+            for port in ports:
+                for rogue, certdir in self.rogues.items():
+                    try:
+                        what = attempt(port, rogue, certdir)
+                    except Exception as e:
+                        what = f"{type(e).__name__}: {e}"
+                    if what:
+                        problems.append(f"{server.name}'s {port} port, "
+                                        f"{ROGUES[rogue]}: {what}")
+
+        t = threading.Thread(target=attempts)
+        t.start()
+        t.join()
+        return problems
+
+    @staticmethod
+    def _log_size(vm):
+        try:
+            return os.path.getsize(vm.log)
+        except OSError:
+            return 0
+
+    def _log_grows(self, vm, size, timeout):
+        deadline = time.monotonic() + timeout
+        while self._log_size(vm) <= size:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def _nbd_refused(self, ip, certdir):
+        """NBD negotiates TLS inside its own protocol: qemu-img is the
+        rogue client there"""
+        r = subprocess.run(
+            [self.img, "info", "--object",
+             f"tls-creds-x509,id=rogue,dir={certdir},endpoint=client,"
+             "verify-peer=off",
+             "--image-opts", f"driver=nbd,server.type=inet,"
+             f"server.host={ip},server.port={NBD_PORT},export=parent0,"
+             "tls-creds=rogue"], capture_output=True, text=True, timeout=30)
+        return r.returncode != 0
+
+    def _common(self, host):
+        tls = self._tls(host)
         return guest_args(self.linux_dir, self.nic, self.machine,
                           self.httpd) + \
             ["-netdev", "tap,id=hn0,ifname=tap0,script=no,downscript=no,"
-                        "vhost=off"]
+                        "vhost=off"] + (tls.args() if tls else [])
 
     def _primary_args(self, host):
-        return self._common() + \
-            colo_qmp.primary_proxy_args(HOST_IP[host], self.nic != "e1000") + \
+        return self._common(host) + \
+            colo_qmp.primary_proxy_args(HOST_IP[host], self.nic != "e1000",
+                                        tls=self._tls(host)) + \
             colo_qmp.primary_disk_args(self._path(DISK[host]))
 
     def _solo_args(self, host):
-        return self._common() + [
+        return self._common(host) + [
             "-drive", "if=none,id=colo-disk0,driver=raw,"
                       f"file.filename={self._path(DISK[host])}"]
 
     def _secondary_args(self, host, primary_host):
-        return self._common() + \
+        return self._common(host) + \
             colo_qmp.secondary_proxy_args(HOST_IP[primary_host],
-                                          self.nic != "e1000") + \
+                                          self.nic != "e1000",
+                                          tls=self._tls(host)) + \
             colo_qmp.secondary_disk_args(
                 self._path(DISK[host]),
                 self._path(f"active-{host}.qcow2"),
@@ -417,11 +621,13 @@ class Stack:
         return [{"capability": c, "state": s} for c, s in caps.items()]
 
     def _export_secondary_disk(self):
-        colo_qmp.export_disk(self.secondary, HOST_IP[self.secondary.host])
+        colo_qmp.export_disk(self.secondary, HOST_IP[self.secondary.host],
+                             tls=self._tls(self.secondary.host))
 
     def _add_replication_child(self):
         self.replication_child = colo_qmp.add_replication_child(
-            self.primary, HOST_IP[self.secondary.host])
+            self.primary, HOST_IP[self.secondary.host],
+            tls=self._tls(self.primary.host))
 
     def start_replication(self):
         """Block replication, over QMP alone"""
@@ -432,6 +638,9 @@ class Stack:
         for vm in (self.secondary, self.primary):
             vm.cmd("migrate-set-capabilities",
                    capabilities=self.caps(vm is self.primary))
+            if self.tls:
+                vm.cmd("migrate-set-parameters", **colo_qmp.migration_tls(
+                    self._tls(vm.host), vm is self.primary))
         self.primary.cmd("migrate-set-parameters",
                          **{"x-checkpoint-delay": self.checkpoint_delay})
         self.primary.cmd("migrate", uri=f"tcp:{HOST_IP[self.secondary.host]}"
@@ -439,15 +648,86 @@ class Stack:
         for vm in (self.primary, self.secondary):
             vm.wait_event("MIGRATION", timeout, match={"status": "colo"})
 
-    def start(self, timeout=180):
+    def start(self, timeout=180, strays=False):
         """Boot the primary's guest, then start COLO. The guest writes
         nothing to its disk before a client asks it to, so the two disks
-        are still the same when the replication child is added."""
+        are still the same when the replication child is added. With
+        STRAYS, stray connections reach the secondary first."""
         self.wait_console(self.primary, "colo-guest: service on port")
         if not self.colo:
             return
         self.start_replication()
-        self._migrate(timeout)
+        if not strays:
+            self._migrate(timeout)
+            return
+        if self.tls:
+            # Its migration port speaks TLS from now on
+            self.secondary.cmd("migrate-set-parameters",
+                               **colo_qmp.migration_tls(
+                                   self._tls(self.secondary.host), False))
+        said = self._log_size(self.secondary)
+        silent = self._stray_connections()
+        try:
+            self._assert_strays_refused(said)
+            if self.tls:
+                self._assert_tls_refusals(self.secondary, ("migrate", "nbd"))
+            self._migrate(timeout)
+        finally:
+            silent.close()
+
+    # What the secondary says of a connection that is not its primary's
+    REFUSED = "refused the connection from"
+
+    def _stray_connections(self):
+        """Before its primary connects, three connections reach the
+        secondary's migration port over the COLO link, as a port scan
+        would: one closed at once, one with 64 zero bytes, and one that
+        sends nothing (returned, open). The secondary must refuse them and
+        go on waiting for its primary."""
+        result = {}
+
+        def connect():
+            self.hosts.enter(self.primary.host)
+            addr = (HOST_IP[self.secondary.host], MIGRATE_PORT)
+            socket.create_connection(addr, 5).close()
+            with socket.create_connection(addr, 5) as zeros:
+                zeros.sendall(bytes(64))
+                result["zeros"] = closed_by_peer(zeros, 5)
+            result["silent"] = socket.create_connection(addr, 5)
+
+        t = threading.Thread(target=connect)
+        t.start()
+        t.join()
+        if "silent" not in result or not result["zeros"]:
+            raise AssertionError(f"stray connections to the secondary: "
+                                 f"{result}")
+        return result["silent"]
+
+    def _assert_strays_refused(self, said):
+        """The secondary said so of the two it could judge: without TLS,
+        that it refused them (migration/socket.c); with TLS, that their
+        handshake failed"""
+        deadline = time.monotonic() + 5
+        while True:
+            with open(self.secondary.log, errors="replace") as f:
+                f.seek(said)
+                lines = f.read().splitlines()
+            if self.tls:
+                refused = sum("TLS" in line for line in lines)
+            else:
+                refused = sum(self.REFUSED in line for line in lines)
+            if refused >= 2:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the secondary refused {refused} of "
+                                     "the stray connections, not 2: "
+                                     f"{lines}")
+            time.sleep(0.1)
+
+    def _assert_tls_refusals(self, server, ports):
+        problems = self.tls_refusals(server, ports)
+        if problems:
+            raise AssertionError("; ".join(problems))
 
     def _wait_job(self, job, ready, timeout=120):
         """Wait until block job JOB is ready (READY) or gone"""
@@ -469,9 +749,11 @@ class Stack:
         child: from then on the primary's writes reach both (patch 8),
         and the guest runs on."""
         peer = HOST_IP[self.secondary.host]
-        colo_qmp.start_resync(self.primary, peer)
+        tls = self._tls(self.primary.host)
+        colo_qmp.start_resync(self.primary, peer, tls=tls)
         self._wait_job("resync", ready=True)
-        self.replication_child = colo_qmp.end_resync(self.primary, peer)
+        self.replication_child = colo_qmp.end_resync(self.primary, peer,
+                                                     tls=tls)
 
     def reprotect(self, timeout=180):
         """After a failover: a fresh secondary, with the first one's
@@ -485,7 +767,11 @@ class Stack:
         lost.kill()
         if survivor is self.secondary:
             colo_qmp.become_primary(survivor, HOST_IP[survivor.host],
-                                    self.nic != "e1000")
+                                    self.nic != "e1000",
+                                    tls=self._tls(survivor.host))
+        if self.tls:
+            # The proxy's sockets wait for the next secondary: nobody else
+            self._assert_tls_refusals(survivor, ("mirror", "compare"))
         host = lost.host
         self._images((f"active-{host}.qcow2", f"hidden-{host}.qcow2"))
         self.secondaries += 1
@@ -646,7 +932,7 @@ def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,
     client = None
     try:
         t0 = time.monotonic()
-        stack.start()
+        stack.start(strays=True)
         log(f"COLO running after {time.monotonic() - t0:.1f} s")
         peer = Peer(stack.hosts)
         peer.ready.wait(10)
