@@ -260,6 +260,22 @@ def undo_loss(c, victim, survivor, how, undo, t0, fenced_before,
             "held": switchover.held}
 
 
+def check_tls(p, s, tls):
+    """The pair's migration runs with the TLS the agent was given: the
+    primary as the client, the secondary as the server with tls-authz"""
+    want = {p: ("colo-tls-client", ""),
+            s: ("colo-tls-server", "colo-tls-authz")}
+    for node, creds in want.items():
+        qmp = colo_qmp.Connection(node.path(cluster.CONTROL), 5)
+        try:
+            params = qmp.cmd("query-migrate-parameters")
+        finally:
+            qmp.close()
+        have = (params.get("tls-creds"), params.get("tls-authz"))
+        if have != (creds if tls else ("", "")):
+            raise Failed(f"{node.name}'s migration TLS parameters: {have}")
+
+
 AGENT = "/usr/lib/ocf/resource.d/colo-ft/colo"
 # (what is wrong, the parameters, the OCF code the agent must return)
 BAD_INPUT = [
@@ -356,6 +372,7 @@ def main():
         c.start()
         c.wait(c.protected, 240, "protected pair")
         log(f"protected after {time.monotonic() - t_start:.0f} s")
+        check_tls(*c.wait_protected(10), tls=not args.no_tls)
         client = fullstack.Client(c.hosts, timeout=40)
         client.roles_at_failure = c.roles
         if not client.connected.wait(90) or client.error:
