@@ -112,7 +112,8 @@ def run_one(cfg, workload, interval, args):
                          flush_threads=cfg.get("flush_threads"),
                          early_resume=cfg.get("early_resume", False),
                          resume_before_ram=cfg.get("resume_before_ram",
-                                                   False))
+                                                   False),
+                         tls=cfg.get("tls", False))
     try:
         # The guest's own loop alone, once it has written its whole range
         # once (the first pass also faults the host pages in); the idle
@@ -341,8 +342,9 @@ def plot(summ, configs, path):
     import matplotlib.pyplot as plt
 
     names = [c["name"] for c in configs]
-    colors = ["#888888", "#4c72b0", "#dd8452", "#55a868",
-              "#c44e52"][:len(names)]
+    palette = ["#888888", "#4c72b0", "#dd8452", "#55a868", "#c44e52",
+               "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
+    colors = [palette[k % len(palette)] for k in range(len(names))]
     # Only the workloads the run measured
     workloads = [wl for wl in WORKLOADS if any(k[0] == wl for k in summ)]
     fig, axes = plt.subplots(len(workloads) + 1, len(INTERVALS),
@@ -423,9 +425,15 @@ def main():
     ap.add_argument("--resume-before-ram", action="store_true",
                     help="also measure the series with early resume and"
                     " x-colo-resume-before-ram (always in --full)")
+    ap.add_argument("--tls", action="store_true",
+                    help="also measure series, series-early and series-rbr"
+                    " with x509 TLS on the migration stream (series-tls,"
+                    " series-early-tls, series-rbr-tls; with their"
+                    " flags)")
     ap.add_argument("--only", help="comma-separated configurations to run"
                     " (of baseline, series-nobg, series, series-xbzrle,"
-                    " series-early, series-rbr)")
+                    " series-early, series-rbr, and with --tls their -tls"
+                    " twins)")
     ap.add_argument("--out", default=os.path.join(TOP, "results"))
     args = ap.parse_args()
     if args.report:
@@ -459,6 +467,10 @@ def main():
                         "resume_before_ram": True,
                         "flush_threads": args.flush_threads})
 
+    if args.tls:
+        configs += [{**c, "name": c["name"] + "-tls", "tls": True}
+                    for c in configs if c["name"] in
+                    ("series", "series-early", "series-rbr")]
     if args.only:
         keep = args.only.split(",")
         configs = [c for c in configs if c["name"] in keep]

@@ -59,28 +59,33 @@ CONFIGS = [
     ("q35", "e1000", "early-resume", True, "secondary", True),
     ("pc", "e1000", "early-resume", True, "hang-primary", True),
     ("pc", "e1000", "early-resume", True, "hang-secondary", True),
-    ("pc", "e1000", "early-resume", True, "reprotect", True),
+    ("pc", "e1000", "early-resume", True, "reprotect/tls", True),
+    ("pc", "e1000", "early-resume", True, "reprotect", False),
     ("pc", "e1000", "early-resume", True, "reprotect-after-primary", True),
+    ("pc", "e1000", "early-resume", True, "reprotect-after-primary/tls",
+     False),
     ("pc", "e1000", "resume-before-ram", True, "stream-primary", True),
     ("pc", "e1000", "resume-before-ram", True, "commit-primary", True),
     ("pc", "e1000", "resume-before-ram", True, "secondary", True),
 ]
 
 
-# The runs with x509 TLS on every link between the hosts (the migration
-# stream, NBD, the proxy's sockets): the secondary refuses, before its
+# ".../tls": x509 TLS on every link between the hosts (the migration
+# stream, NBD, the proxy's sockets); the secondary refuses, before its
 # primary connects, the clients of fullstack.ROGUES on its migration and
 # NBD ports, and the primary refuses them on its proxy's sockets before a
-# new secondary joins
-TLS = {"reprotect", "reprotect-after-primary"}
+# new secondary joins. reprotect-after-primary/tls is not in make check:
+# a secondary that took over holds the guest's output in its new
+# colo-compare until COLO runs, and TLS makes that 1.0-1.9 s (against
+# 0.3-1.2 s), close to the 2 s the runs allow; the cluster test re-protects
+# after a primary's loss with TLS.
 
 
 def name(c):
     machine, nic, resume, bg, kill, _ = c
     return (f"{machine}/{nic}/{resume}/"
             f"{'background' if bg else 'no-background'}/"
-            f"{kill if kill.startswith(('hang-', 're')) else 'kill-' + kill}"
-            + ("/tls" if kill in TLS else ""))
+            f"{kill if kill.startswith(('hang-', 're')) else 'kill-' + kill}")
 
 
 def main():
@@ -104,6 +109,8 @@ def main():
         if args.pattern not in name(c) or not (c[5] or args.all):
             continue
         machine, nic, resume, bg, kill, _ = c
+        tls = kill.endswith("/tls")
+        kill = kill.removesuffix("/tls")
         start = time.monotonic()
         try:
             hang = kill.startswith("hang-")
@@ -123,7 +130,7 @@ def main():
                                        early_resume=resume != "plain",
                                        resume_before_ram=resume ==
                                        "resume-before-ram",
-                                       background=bg, tls=kill in TLS,
+                                       background=bg, tls=tls,
                                        log=lambda m: None)
             print(f"ok {name(c)}: {fullstack.describe(f)} "
                   f"({time.monotonic() - start:.0f} s)", flush=True)

@@ -28,6 +28,7 @@ import threading
 import time
 
 import colo_qmp
+import tls_certs
 import fullstack
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -446,10 +447,10 @@ class Cluster:
             raise
 
     def _certificates(self):
-        ca = fullstack.make_ca(os.path.join(self.workdir, "tls-ca"))
+        ca = tls_certs.make_ca(os.path.join(self.workdir, "tls-ca"))
         for host, name in NODES.items():
             node = self.by_name[name]
-            fullstack.make_host_certificate(node.path(TLS_DIR), ca,
+            tls_certs.make_host_certificate(node.path(TLS_DIR), ca,
                                             f"CN={name}",
                                             fullstack.HOST_IP[host])
 

@@ -25,6 +25,9 @@ sys.path.insert(0, os.path.join(os.environ.get("COLO_FT_SRC",
 from qemu.qmp import ConnectError  # noqa: E402
 from qemu.qmp.legacy import QEMUMonitorProtocol  # noqa: E402
 
+import colo_qmp  # noqa: E402
+import tls_certs  # noqa: E402
+
 
 def free_port():
     with socket.socket() as s:
@@ -270,7 +273,7 @@ class ColoPair:
                  workdir=None, src=None, sweep_delay=0, mem_end=None,
                  hot_pages=0, background=None, link=None,
                  xbzrle=False, flush_threads=None, early_resume=False,
-                 resume_before_ram=False):
+                 resume_before_ram=False, tls=False):
         self.src = src or os.environ.get("COLO_FT_SRC",
                                          os.path.join(TOP, "qemu"))
         self.own_workdir = workdir is None
@@ -304,20 +307,38 @@ class ColoPair:
         self.common = common
         # With a link, each side in its own namespace: two hosts
         self.link = Link(link) if link else None
+        # With TLS, x509 on the migration stream: {host: colo_qmp.Tls}
+        self.tls = self._certificates() if tls else {}
         # Secondaries started so far, to name the next one's files
         self.secondaries = 0
         self.secondary = self._incoming("secondary", 1)
-        self.primary = Vm("primary", qemu, self.workdir, common,
+        self.primary = Vm("primary", qemu, self.workdir,
+                          common + self._tls_args(0),
                           self.link.prefix(0) if link else ())
         self.primary.host = 0
+
+    def _address(self, host):
+        return Link.ADDR[host] if self.link else "127.0.0.1"
+
+    def _certificates(self):
+        """One CA and a certificate per host (tls_certs.py); each host
+        takes only the other's"""
+        ca = tls_certs.make_ca(os.path.join(self.workdir, "tls-ca"))
+        certs = {host: tls_certs.make_host_certificate(
+            os.path.join(self.workdir, f"tls-{host}"), ca,
+            f"CN=colo-host-{host}", self._address(host)) for host in (0, 1)}
+        return {host: colo_qmp.Tls(certs[host], f"CN=colo-host-{1 - host}")
+                for host in (0, 1)}
+
+    def _tls_args(self, host):
+        return self.tls[host].args() if self.tls else []
 
     def _incoming(self, name, host):
         """A QEMU on HOST (0 or 1: the link's namespace, if there is a
         link) that waits for the primary's migration."""
-        addr = Link.ADDR[host] if self.link else "127.0.0.1"
-        uri = f"tcp:{addr}:{free_port()}"
+        uri = f"tcp:{self._address(host)}:{free_port()}"
         vm = Vm(name, self.qemu, self.workdir,
-                self.common + ["-incoming", uri],
+                self.common + self._tls_args(host) + ["-incoming", uri],
                 self.link.prefix(host) if self.link else ())
         vm.host, vm.uri = host, uri
         self.secondaries += 1
@@ -344,6 +365,9 @@ class ColoPair:
         """Migrate the primary to the secondary and wait for COLO."""
         for vm in (self.secondary, self.primary):
             vm.cmd("migrate-set-capabilities", capabilities=self.caps())
+            if self.tls:
+                vm.cmd("migrate-set-parameters", **colo_qmp.migration_tls(
+                    self.tls[vm.host], vm is self.primary))
         if self.flush_threads:
             self.secondary.cmd("migrate-set-parameters",
                                **{"x-colo-flush-threads":

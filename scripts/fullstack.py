@@ -27,7 +27,6 @@ import os
 import shutil
 import signal
 import socket
-import ssl
 import statistics
 import subprocess
 import tempfile
@@ -36,6 +35,8 @@ import time
 
 import colo
 import colo_qmp
+import tls_certs
+from tls_certs import ROGUES, tls_refused
 
 COLO_NET = ("10.77.0.1", "10.77.0.2")
 GUEST_IP = "10.78.0.10"
@@ -136,81 +137,9 @@ class Hosts:
                            stderr=subprocess.DEVNULL)
 
 
-# The certificates of Stack(tls=True): one CA, and a certificate per host
-# for both ends of a link, naming its address on the COLO link
-TLS_DAYS = 2
-
-
 def tls_dn(host):
     """The distinguished name of HOST's certificate"""
     return f"CN=colo-host-{host}"
-
-
-def _certtool(*args):
-    run("certtool", *args)
-
-
-def make_ca(directory, name="COLO-FT test CA"):
-    os.makedirs(directory, exist_ok=True)
-    key, cert = (os.path.join(directory, f) for f in ("ca-key.pem",
-                                                      "ca-cert.pem"))
-    info = os.path.join(directory, "ca.info")
-    with open(info, "w") as f:
-        f.write(f"cn = {name}\nca\ncert_signing_key\n"
-                f"expiration_days = {TLS_DAYS}\n")
-    _certtool("--generate-privkey", "--key-type=ecdsa", "--outfile", key)
-    _certtool("--generate-self-signed", "--load-privkey", key,
-              "--template", info, "--outfile", cert)
-    return directory
-
-
-def make_host_certificate(directory, ca, dn, ip):
-    """A key and a certificate signed by the CA in directory CA, for both
-    ends of a link (QEMU's tls-creds-x509 file names), with the CA's
-    certificate beside them"""
-    os.makedirs(directory, exist_ok=True)
-    key = os.path.join(directory, "server-key.pem")
-    cert = os.path.join(directory, "server-cert.pem")
-    info = os.path.join(directory, "host.info")
-    assert dn.startswith("CN=")
-    with open(info, "w") as f:
-        f.write(f"cn = {dn[3:]}\nip_address = {ip}\ntls_www_server\n"
-                f"tls_www_client\nsigning_key\nencryption_key\n"
-                f"expiration_days = {TLS_DAYS}\n")
-    _certtool("--generate-privkey", "--key-type=ecdsa", "--outfile", key)
-    _certtool("--generate-certificate", "--load-privkey", key,
-              "--load-ca-certificate", os.path.join(ca, "ca-cert.pem"),
-              "--load-ca-privkey", os.path.join(ca, "ca-key.pem"),
-              "--template", info, "--outfile", cert)
-    shutil.copy(key, os.path.join(directory, "client-key.pem"))
-    shutil.copy(cert, os.path.join(directory, "client-cert.pem"))
-    shutil.copy(os.path.join(ca, "ca-cert.pem"), directory)
-    return directory
-
-
-# The clients that a pair with TLS must refuse on each of its links: their
-# certificate directories in the stack's, and what each lacks
-ROGUES = {"rogue-nocert": "no certificate",
-          "rogue-ca": "a certificate from another CA",
-          "rogue-name": "a certificate from the CA for a name tls-authz "
-                        "does not list"}
-
-
-def make_rogues(directory, ca, peer_dn, ip):
-    """The directories of ROGUES (QEMU's tls-creds-x509 file names, client
-    end): the pair's CA only; a certificate with the peer's name from
-    another CA (with that CA); one from the pair's CA with another name.
-    A rogue does not check the server's certificate."""
-    nocert = os.path.join(directory, "rogue-nocert")
-    os.makedirs(nocert, exist_ok=True)
-    shutil.copy(os.path.join(ca, "ca-cert.pem"), nocert)
-    other = make_ca(os.path.join(directory, "rogue-other-ca"),
-                    "COLO-FT rogue CA")
-    make_host_certificate(os.path.join(directory, "rogue-ca"), other,
-                          peer_dn, ip)
-    make_host_certificate(os.path.join(directory, "rogue-name"), ca,
-                          "CN=colo-host-rogue", ip)
-    return {name: os.path.join(directory, name) for name in ROGUES}
 
 
 def closed_by_peer(sock, timeout):
@@ -225,29 +154,6 @@ def closed_by_peer(sock, timeout):
     except TimeoutError:
         return False
     return True
-
-
-def tls_refused(addr, certdir, timeout=5):
-    """Whether the TLS server at ADDR refuses a client with the
-    certificate in CERTDIR (none if it holds none): the handshake fails,
-    or the server ends the session (TLS 1.3 checks the client's
-    certificate after the client's handshake ended). A server that took
-    it waits for data: False after TIMEOUT."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    cert = os.path.join(certdir, "client-cert.pem")
-    if os.path.exists(cert):
-        ctx.load_cert_chain(cert, os.path.join(certdir, "client-key.pem"))
-    with socket.create_connection(addr, timeout) as raw:
-        try:
-            with ctx.wrap_socket(raw) as conn:
-                conn.settimeout(timeout)
-                return conn.recv(1) == b""
-        except (ssl.SSLError, ConnectionError):
-            return True
-        except TimeoutError:
-            return False
 
 
 def guest_args(linux_dir, nic="e1000", machine="pc", httpd=False):
@@ -465,16 +371,17 @@ class Stack:
                 self._path(name), f"{DISK_MB}M")
 
     def _certificates(self):
-        """The pair's CA and each host's certificate (see make_ca())"""
-        ca = make_ca(self._path("tls-ca"))
+        """The pair's CA, each host's certificate, and the rogues'
+        (tls_certs.py)"""
+        ca = tls_certs.make_ca(self._path("tls-ca"))
         for host, peer in (("p", "s"), ("s", "p")):
             self.tls[host] = colo_qmp.Tls(
-                make_host_certificate(self._path(f"tls-{host}"), ca,
-                                      tls_dn(host), HOST_IP[host]),
+                tls_certs.make_host_certificate(self._path(f"tls-{host}"),
+                                                ca, tls_dn(host),
+                                                HOST_IP[host]),
                 tls_dn(peer))
-
-        self.rogues = make_rogues(self._path("tls-rogues"), ca, tls_dn("p"),
-                                  HOST_IP["p"])
+        self.rogues = tls_certs.make_rogues(self._path("tls-rogues"), ca,
+                                            tls_dn("p"), HOST_IP["p"])
 
     def _tls(self, host):
         """HOST's colo_qmp.Tls, or None without TLS"""
