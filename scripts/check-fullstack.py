@@ -13,7 +13,8 @@ request every 50 ms over one connection, for 8 s of COLO; then one side
 is killed (SIGKILL) and the other fails over with x-colo-lost-heartbeat
 and the block steps only; the client goes on for 4 s. Each run must
 show: the one connection carried on (no reset, no missing, wrong or
-repeated reply), no gap of more than 2 s between replies, every
+repeated reply), no gap of more than 2 s between replies (4 s in
+reprotect-after-primary: MAX_GAP), every
 acknowledged record on the survivor's disk (the survivor's guest reads
 them all back), a disk no further than the survivor's memory (the guest
 writes each record once, to a sector that must be blank), checkpoints
@@ -69,6 +70,14 @@ CONFIGS = [
     ("pc", "e1000", "resume-before-ram", True, "secondary", True),
 ]
 
+
+# The longest wait for a reply each run allows, in s. A secondary that
+# took over holds its guest's output in the colo-compare it gets for the
+# re-protection until COLO runs (colo-compare has no pass-through before
+# COLO starts yet): 1.86-1.94 s with a CPU hog at nice 19 beside, as in
+# CI, which is one TCP retransmission from 3.4 s. That run allows 4 s;
+# the others 2.
+MAX_GAP = {"reprotect-after-primary": 4.0}
 
 # ".../tls": x509 TLS on every link between the hosts (the migration
 # stream, NBD, the proxy's sockets); the secondary refuses, before its
@@ -131,6 +140,7 @@ def main():
                                        resume_before_ram=resume ==
                                        "resume-before-ram",
                                        background=bg, tls=tls,
+                                       max_gap=MAX_GAP.get(kill, 2.0),
                                        log=lambda m: None)
             print(f"ok {name(c)}: {fullstack.describe(f)} "
                   f"({time.monotonic() - start:.0f} s)", flush=True)
