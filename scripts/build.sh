@@ -36,25 +36,33 @@ if ! ninja -C "$BUILD" "${TARGETS[@]}" >"$BUILD/ninja.log" 2>&1; then
     die "build failed, see $BUILD/ninja.log"
 fi
 
-# The +ds repack drops the firmware blobs: use Debian's seabios and ipxe-qemu,
-# and the x86 option ROMs (kvmvapic, linuxboot_dma, pvh) from Debian's
-# arch-independent qemu-system-data, unpacked into the cache, not installed.
-roms=$CACHE/qemu-system-data
-if [ ! -f "$roms.ok" ]; then
-    say "unpacking option ROMs from Debian's qemu-system-data ($QEMU_DATA_SUITE)"
+# The +ds repack drops the firmware blobs. They come from Debian, unpacked
+# into the cache, not installed: SeaBIOS and the x86 option ROMs
+# (kvmvapic, linuxboot_dma, pvh) from $QEMU_DATA_SUITE's seabios and
+# arch-independent qemu-system-data, iPXE from Debian 12's ipxe-qemu.
+# Debian 12's own SeaBIOS (1.16.2) does not go with QEMU 10.2's AHCI: on
+# q35 it waits out a 32 s command timeout at every boot (1.16.3 boots the
+# migration tests' guest in 0.3 s).
+unpack_deb() {      # package: its files, into $CACHE/package
+    local pkg=$1 dir=$CACHE/$1 tmp
+    [ ! -f "$dir.ok" ] || return 0
+    say "unpacking Debian's $pkg ($QEMU_DATA_SUITE) into the cache"
     tmp=$(mktemp -d)
-    (cd "$tmp" && apt-get download -q "qemu-system-data/$QEMU_DATA_SUITE" >/dev/null 2>&1) ||
-        die "apt-get download qemu-system-data/$QEMU_DATA_SUITE failed: run scripts/deps.sh"
-    rm -rf "$roms" && dpkg -x "$tmp"/qemu-system-data_*.deb "$roms" && rm -rf "$tmp"
-    touch "$roms.ok"
-fi
+    (cd "$tmp" && apt-get download -q "$pkg/$QEMU_DATA_SUITE" >/dev/null 2>&1) ||
+        die "apt-get download $pkg/$QEMU_DATA_SUITE failed: run scripts/deps.sh"
+    rm -rf "$dir" && dpkg -x "$tmp/${pkg}_"*.deb "$dir" && rm -rf "$tmp"
+    touch "$dir.ok"
+}
+unpack_deb qemu-system-data
+unpack_deb seabios
 data=$BUILD/qemu-bundle/usr/local/share/qemu
 mkdir -p "$data"
-for f in /usr/share/seabios/*.bin /usr/lib/ipxe/qemu/*.rom; do
+for f in "$CACHE"/seabios/usr/share/seabios/*.bin /usr/lib/ipxe/qemu/*.rom; do
     [ -e "$f" ] && ln -sf "$f" "$data/"
 done
 for f in kvmvapic.bin linuxboot.bin linuxboot_dma.bin multiboot.bin multiboot_dma.bin pvh.bin; do
-    [ -e "$roms/usr/share/qemu/$f" ] && ln -sf "$roms/usr/share/qemu/$f" "$data/"
+    f=$CACHE/qemu-system-data/usr/share/qemu/$f
+    [ -e "$f" ] && ln -sf "$f" "$data/"
 done
-[ -e "$data/bios-256k.bin" ] || die "bios-256k.bin not found: install Debian's seabios (make deps)"
+[ -e "$data/bios-256k.bin" ] || die "bios-256k.bin not found in $CACHE/seabios"
 say "built $BUILD/qemu-system-x86_64"

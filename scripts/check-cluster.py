@@ -33,7 +33,9 @@ guest by itself. Each re-protection by a survivor that the test could
 prepare (one whose peer returns when the test says so) waits at its
 switchover (the migration capability pause-before-switchover) for
 HOLD_S: the agent must take that for a migration on its way, not for a
-failed one.
+failed one. The capability stays set until that migration ends, so any
+re-protection of that node may wait there: the observer lets each go
+on.
 
 The agent runs with TLS on every link between the nodes (tls_dir: one CA,
 a certificate per node; --no-tls without).
@@ -117,51 +119,22 @@ SEQUENCE = ["kill-primary", "kill-secondary", "hang-primary",
             "hang-secondary-qemu", "kill-primary"]
 
 
-# How long a re-protection waits at its switchover: two or more runs of
-# the primary's monitor (every second)
-HOLD_S = 2.5
-
-
-class Switchover:
-    """The survivor's re-protections wait at their switchover for HOLD_S
-    (pause-before-switchover, set while its guest runs alone); the test
-    lets them go on, after checking that the agent kept the disk's
-    replication meanwhile"""
-
-    def __init__(self, node):
-        self.qmp = colo_qmp.Connection(node.path(cluster.CONTROL), 5)
-        self.node = node
-        self.since = None
-        self.held = 0
-
-    def hold(self):
-        """Before the survivor's next re-protection, if it has not begun
-        yet: a primary cut from the LAN is demoted at once, and waits as
-        a secondary on the COLO link before the test restores its LAN"""
-        try:
-            self.qmp.cmd("migrate-set-capabilities", capabilities=[
-                {"capability": "pause-before-switchover", "state": True}])
-        except Exception as e:
-            if "migration process in progress" not in str(e):
-                raise
-
-    def poll(self):
-        """Lets a held switchover go on once it waited HOLD_S"""
-        if self.qmp.cmd("query-migrate").get("status") != "pre-switchover":
-            return
-        now = time.monotonic()
-        self.since = self.since or now
-        if now - self.since < HOLD_S:
-            return
-        if colo_qmp.replication_child(self.qmp) is None:
-            raise Failed(f"{self.node.name}'s agent undid the "
-                         "re-protection while it waited at its switchover")
-        self.qmp.cmd("migrate-continue", state="pre-switchover")
-        self.since = None
-        self.held += 1
-
-    def close(self):
-        self.qmp.close()
+def hold_switchover(node):
+    """The survivor's next re-protection, if it has not begun yet, waits
+    at its switchover (pause-before-switchover) until the observer lets
+    it go on, HOLD_S later, after checking that the agent kept the disk's
+    replication meanwhile. A primary cut from the LAN is demoted at once,
+    and waits as a secondary on the COLO link before the test restores
+    its LAN: its migration is on its way already."""
+    qmp = colo_qmp.Connection(node.path(cluster.CONTROL), 5)
+    try:
+        qmp.cmd("migrate-set-capabilities", capabilities=[
+            {"capability": "pause-before-switchover", "state": True}])
+    except Exception as e:
+        if "migration process in progress" not in str(e):
+            raise
+    finally:
+        qmp.close()
 
 
 def first_reply_after(client, t, timeout):
@@ -216,14 +189,9 @@ def run_loss(c, client, name, log, no_fencing=False, show=False):
         victim.signal_all(signal.SIGCONT)
         time.sleep(10)
         return {"loss": name, "first_reply_s": first}
-    switchover = Switchover(survivor_expected)
-    try:
-        if undo != "recovered":
-            switchover.hold()
-        figures = undo_loss(c, victim, survivor, how, undo, t0,
-                            fenced_before, switchover)
-    finally:
-        switchover.close()
+    if undo != "recovered":
+        hold_switchover(survivor_expected)
+    figures = undo_loss(c, victim, survivor, how, undo, t0, fenced_before)
     figures.update(loss=name, first_reply_s=round(first, 2),
                    alone_s=alone and round(alone - t0, 2),
                    serving=survivor_expected.name)
@@ -237,8 +205,7 @@ def run_loss(c, client, name, log, no_fencing=False, show=False):
     return figures
 
 
-def undo_loss(c, victim, survivor, how, undo, t0, fenced_before,
-              switchover):
+def undo_loss(c, victim, survivor, how, undo, t0, fenced_before):
     """The lost node or link returns (or Pacemaker restarts the hung
     QEMU) and the pair is protected again: the re-protection's figures.
     It counts from the node's or the link's return, or, where Pacemaker
@@ -254,10 +221,13 @@ def undo_loss(c, victim, survivor, how, undo, t0, fenced_before,
     elif undo == "link-up":
         link(victim, how, True)
     # else Pacemaker itself restarts the instance whose QEMU hung
-    c.wait(lambda: switchover.poll() or c.protected(), 180,
+    held = c.observer.held_count(survivor.name)
+    c.wait(lambda: c.observer.violations or c.protected(), 180,
            "protected pair again")
+    if c.observer.violations:
+        raise Failed(c.observer.violations[-1])
     return {"reprotect_s": round(time.monotonic() - t1, 1),
-            "held": switchover.held}
+            "held": c.observer.held_count(survivor.name) - held}
 
 
 def check_tls(p, s, tls):
@@ -395,6 +365,8 @@ def main():
             client.close()
         if c.observer:
             problems += c.observer.violations[:10]
+            if problems:
+                print("\n".join(c.observer.backtraces))
         problems += c.console_problems()
         if problems and os.environ.get("COLO_STACK_KEEP") is None:
             for node in c.nodes:

@@ -7,29 +7,24 @@
 # Builds only what the COLO tests need, in build-sanitizers/, from a work
 # tree of its own (.sanitizers-src/, the tip of the branch, detached), so
 # that the build can run while check-series checks prefixes out in qemu/.
-#   check-sanitizers.sh               every pc COLO test and one on q35
+#   check-sanitizers.sh               every COLO test but the Linux
+#                                     guest's and five re-protections
 #   check-sanitizers.sh -p PATH       every COLO test under PATH
 #   check-sanitizers.sh --setup-only  dependencies and the two work trees
 #   check-sanitizers.sh --build-only  the build, no test (--no-setup: after
 #                                     --setup-only; CI runs it beside the
 #                                     other checks, at the lowest priority)
-#
-# The q35 tests differ from the pc ones in the machine only, and spend
-# most of their 40 s booting q35's firmware under TCG: by default one of
-# them (return path, checkpoints, failover of the secondary) runs, to
-# keep CI within its time (make check runs them all, without sanitizers).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
 filter=/x86_64/migration/colo/
-q35_default=/x86_64/migration/colo/q35/return-path/failover-secondary
 # Of the re-protection tests (17-19 s each here), the one that fails over
 # both ways: the others differ only in the order and the return path
 reprotect_default=/x86_64/migration/colo/pc/reprotect/plain/failover-alternate
 setup=yes build=yes tests=yes
 while [ $# -gt 0 ]; do
     case $1 in
-    -p) filter=${2:?-p needs a test path}; q35_default= reprotect_default=
+    -p) filter=${2:?-p needs a test path}; reprotect_default=
         shift 2 ;;
     --setup-only) build= tests=; shift ;;
     --build-only) tests=; shift ;;
@@ -80,9 +75,8 @@ failed=()
 # normal build, several times that here): they run in make check only.
 mapfile -t tests < <("$mt" --full -l 2>/dev/null | grep -F "$filter" |
                      grep -v '/colo/pc/linux/' |
-                     awk -v q35="$q35_default" -v rp="$reprotect_default" \
-                         '(q35 == "" || !/\/colo\/q35\// || $0 == q35) &&
-                          (rp == "" || !/\/reprotect\// || $0 == rp)' || true)
+                     awk -v rp="$reprotect_default" \
+                         'rp == "" || !/\/reprotect\// || $0 == rp' || true)
 [ "${#tests[@]}" -gt 0 ] || die "no test matches $filter"
 for t in "${tests[@]}"; do
     rc=0

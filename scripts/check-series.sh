@@ -24,13 +24,6 @@
 #          series, in make check (the smoke set is memory-only: it runs
 #          no code in net/)
 #
-#
-# precopy/tcp/plain takes 35 s, 33 of them sending its guest's first pass
-# at 3 MB/s: it would be most of a code prefix's time. So it runs beside
-# the next prefixes, on a copy of this prefix's binaries
-# (build-series-ordinary/N, removed when it has passed), ORDINARY_JOBS
-# (2) at a time at nice 10; its results come at the end.
-#
 #   --all-tests  every pc COLO test on every code prefix
 #   --from N     start at prefix N (the skipped ones are reported as skipped)
 #   --skip-tip   build the whole series but leave its tests to make check,
@@ -59,47 +52,10 @@ fi
 # that checking out the prefixes cannot lose anything.
 bash "$TOP/scripts/worktree.sh"
 
-# The ordinary migrations that run beside the prefixes: one directory
-# for each, with the copy of the prefix's binaries, its log and its rc
-ORDINARY=$TOP/build-series-ordinary
-ORDINARY_JOBS=${ORDINARY_JOBS:-2}
-rm -rf "$ORDINARY"
-ordinary=() ordinary_pids=()
-
 back_to_tip() {
-    [ "${#ordinary_pids[@]}" = 0 ] || kill "${ordinary_pids[@]}" 2>/dev/null || true
     qgit checkout -q "$BRANCH" || say "could not check out $BRANCH in $SRC"
 }
 trap back_to_tip EXIT
-
-ordinary_running() {
-    local n=0 i
-    for i in "${ordinary[@]}"; do
-        [ -e "$ORDINARY/$i/rc" ] || n=$((n + 1))
-    done
-    echo "$n"
-}
-
-# Prefix N's precopy/tcp/plain, in the background on a copy of its build
-# (qemu-system-x86_64 and migration-test; the firmware through a link to
-# qemu-bundle/, which no prefix changes)
-start_ordinary() {
-    local n=$1 dir=$ORDINARY/$1
-    while [ "$(ordinary_running)" -ge "$ORDINARY_JOBS" ]; do
-        wait -n "${ordinary_pids[@]}" 2>/dev/null || true
-    done
-    mkdir -p "$dir/tests/qtest"
-    cp "$BUILD/qemu-system-x86_64" "$dir/"
-    cp "$BUILD/tests/qtest/migration-test" "$dir/tests/qtest/"
-    ln -s "$BUILD/qemu-bundle" "$dir/qemu-bundle"
-    (rc=0
-     CHECK_LEVEL=ordinary BUILD_DIR=$dir nice -n 10 \
-         bash "$TOP/scripts/check.sh" --quick >"$dir/log" 2>&1 || rc=$?
-     rm -f "$dir/qemu-system-x86_64" "$dir/tests/qtest/migration-test"
-     echo "$rc" >"$dir/rc") &
-    ordinary+=("$n")
-    ordinary_pids+=("$!")
-}
 
 # The class of a commit: "code", "colo" or "build" (see above).
 prefix_class() {
@@ -135,40 +91,16 @@ for c in $commits; do
     printf '\n==== prefix %d/%d (%s): %s\n' "$i" "$total" "$level" "$subj"
     qgit checkout -q --detach "$c"
     start=$SECONDS
-    if CHECK_LEVEL=$level CHECK_ORDINARY=elsewhere \
-           bash "$TOP/scripts/check.sh" --quick; then
+    if CHECK_LEVEL=$level bash "$TOP/scripts/check.sh" --quick; then
         echo "ok $i - prefix $i ($level) passes ($((SECONDS - start)) s): $subj"
         good=$((good + 1))
-        case $level in code|all) start_ordinary "$i" ;; esac
     else
         echo "not ok $i - prefix $i ($level) fails ($((SECONDS - start)) s): $subj"
         bad+=("$i")
     fi
 done
 qgit checkout -q "$BRANCH"
-
-# The ordinary migrations still running, then their results: a prefix
-# whose migration failed is not good
-start=$SECONDS
-[ "${#ordinary_pids[@]}" = 0 ] || wait "${ordinary_pids[@]}" 2>/dev/null || true
 trap - EXIT
-[ "${#ordinary[@]}" = 0 ] ||
-    printf '\n==== precopy/tcp/plain of %d prefixes (%d s after the last prefix)\n' \
-        "${#ordinary[@]}" "$((SECONDS - start))"
-for i in "${ordinary[@]}"; do
-    rc=$(cat "$ORDINARY/$i/rc" 2>/dev/null || echo 1)
-    t=$(sed -n 's|^# /x86_64/migration/precopy/tcp/plain: \([0-9]*\) s$|\1|p' "$ORDINARY/$i/log")
-    if [ "$rc" = 0 ]; then
-        echo "ok $i - prefix $i precopy/tcp/plain passes (${t:-?} s)"
-        rm -rf "${ORDINARY:?}/$i"
-    else
-        cat "$ORDINARY/$i/log"
-        echo "not ok $i - prefix $i precopy/tcp/plain fails (see $ORDINARY/$i/log)"
-        good=$((good - 1))
-        bad+=("$i")
-    fi
-done
-rmdir "$ORDINARY" 2>/dev/null || true
 
 echo
 checked=$((total - skipped))

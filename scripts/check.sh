@@ -15,23 +15,19 @@
 #                                a prefix that changes only COLO's own
 #                                files (check-series.sh)
 #                         all    the same with every pc COLO test
-#                         ordinary  precopy/tcp/plain alone, on the binaries
-#                                already in BUILD_DIR (no build): what
-#                                check-series runs beside the next
-#                                prefixes, on a copy of a prefix's build
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
 quick= level=
 if [ "${1:-}" = --quick ]; then
     quick=yes level=${CHECK_LEVEL:-code}
-    case $level in build|code|colo|all|ordinary) ;;
-    *) die "CHECK_LEVEL: build, code, colo, all or ordinary" ;;
+    case $level in build|code|colo|all) ;;
+    *) die "CHECK_LEVEL: build, code, colo or all" ;;
     esac
 fi
 BUILD=${BUILD_DIR:-$BUILD}
 
-# The migration-test paths that run in a few minutes under TCG on 2 cores
+# The migration-test paths that run in seconds under TCG on 2 cores
 # (ordinary precopy; precopy and postcopy with a return path, which the
 # COLO patches touch; precopy through a file, whose reads go through the
 # QEMUFile buffer the series resizes; stray connections to the
@@ -119,17 +115,15 @@ if [ -z "$quick" ]; then
     [ "$failed" = 0 ] || { summary; exit 1; }
 fi
 
-if [ "$level" != ordinary ]; then
-    stage "build"
-    start=$SECONDS
-    if BUILD_DIR=$BUILD bash "$TOP/scripts/build.sh"; then
-        echo "# build: $((SECONDS - start)) s"
-        result build 0
-    else
-        result build 1; summary; exit 1
-    fi
-    [ "$level" != build ] || { summary; exit; }
+stage "build"
+start=$SECONDS
+if BUILD_DIR=$BUILD bash "$TOP/scripts/build.sh"; then
+    echo "# build: $((SECONDS - start)) s"
+    result build 0
+else
+    result build 1; summary; exit 1
 fi
+[ "$level" != build ] || { summary; exit; }
 
 # One migration-test path, each test once, in a process of its own; prints
 # the test's output and its time, returns its exit status.
@@ -185,51 +179,19 @@ export QTEST_QEMU_IMG=$BUILD/qemu-img
 mapfile -t all < <("$mt" --full -l 2>/dev/null | grep '^/' || true)
 mapfile -t colo < <(printf '%s\n' "${all[@]}" | grep '/migration/colo/' || true)
 
-# The ordinary migration tests spend 33 of their 35 s sending the guest's
-# first pass (100 MiB) at the 3 MB/s of upstream's
-# migrate_ensure_non_converge(), while the guest's one vCPU keeps one core
-# busy: they run one after the other beside the other tests, at a lower
-# priority so that those keep the CPU time they need. Their results are
-# reported at the end.
-bg=() bg_dir= bg_pid=
-run_in_background() {
-    bg=("$@")
-    bg_dir=$(mktemp -d)
-    stage "migration-test ${bg[*]} (TCG, in the background)"
-    nice -n 10 bash -c "$(declare -f run_test bounded budget took); $(declare -p all mt TOP TEST_TIMEOUT MIN_BUDGET usual bg bg_dir times_file)
-        for i in \"\${!bg[@]}\"; do
-            rc=0; run_test \"\${bg[i]}\" >\"\$bg_dir/\$i.out\" 2>&1 || rc=\$?
-            echo \"\$rc\" >\"\$bg_dir/\$i.rc\"
-        done" &
-    bg_pid=$!
-}
-
-if [ "$level" = ordinary ]; then
-    stage "migration-test ${MIGRATION_TESTS[0]} (TCG)"
-    rc=0
-    run_test "${MIGRATION_TESTS[0]}" || rc=$?
-    result "${MIGRATION_TESTS[0]}" "$rc"
-    summary
-    exit
-fi
 if [ -n "$quick" ]; then
-    # Per prefix of the series: one ordinary migration and the COLO tests
-    # on pc (q35's firmware alone takes 30 s to boot under TCG here), by
-    # default only the smoke set: the loss of each side once, one without
-    # and one with a return path. The whole series runs them all (make
-    # check), every pairing included.
+    # Per prefix of the series: one ordinary migration (none where the
+    # prefix changes only COLO's own files, which an ordinary migration
+    # does not run) and the COLO tests on pc, by default only the smoke
+    # set: the loss of each side once, one without and one with a return
+    # path. The whole series runs them all (make check), every pairing and
+    # q35 included.
     smoke='/colo/pc/(plain/failover-primary|return-path/failover-secondary)$'
     [ "$level" = all ] && smoke='/colo/pc/'
     mapfile -t colo < <(printf '%s\n' "${colo[@]}" | grep -E "$smoke" || true)
-    # A prefix that changes only COLO's own files cannot change an
-    # ordinary migration: it runs none (35 s a prefix). CHECK_ORDINARY=elsewhere: the caller runs it (CHECK_LEVEL=
-    # ordinary; check-series does, beside the next prefixes).
-    [ "$level" = colo ] || [ "${CHECK_ORDINARY:-}" = elsewhere ] ||
-        run_in_background "${MIGRATION_TESTS[0]}"
-else
-    run_in_background "${MIGRATION_TESTS[@]}"
+    MIGRATION_TESTS=("${MIGRATION_TESTS[0]}")
+    [ "$level" != colo ] || MIGRATION_TESTS=()
 fi
-MIGRATION_TESTS=()
 
 stage "migration unit tests"
 for t in "${UNIT_TESTS[@]}"; do
@@ -277,16 +239,6 @@ if [ -z "$quick" ]; then
     # Skips itself where /dev/kvm cannot be opened.
     stage "KVM (memory-only COLO, x-colo-resume-before-ram, RAM check)"
     run_check KVM 300 check-kvm.py
-fi
-
-if [ -n "$bg_pid" ]; then
-    wait "$bg_pid" || true
-    stage "migration-test ${bg[*]} (TCG, ran in the background)"
-    for i in "${!bg[@]}"; do
-        cat "$bg_dir/$i.out"
-        result "${bg[i]}" "$(cat "$bg_dir/$i.rc" 2>/dev/null || echo 1)"
-    done
-    rm -rf "$bg_dir"
 fi
 
 # The times of a run in which everything passed, for scripts/test-times

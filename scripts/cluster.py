@@ -224,6 +224,14 @@ GUEST_DISK = COLO_DIR + "/disk.raw"
 TLS_DIR = COLO_DIR + "/tls"
 CONSOLE = COLO_DIR + "/console.log"
 OBSERVE = COLO_DIR + "/observe.sock"
+# How long a migration that reached pre-switchover waits there before the
+# observer lets it go on: two or more runs of the primary's monitor
+# (every second)
+HOLD_S = 2.5
+# How long a running QEMU may leave its observer without an answer before
+# the observer takes its backtraces: the agent's monitor fails on it
+# after 5 s
+UNANSWERED_S = 2.5
 # The tests' own QMP monitor (the observer's is its thread's)
 CONTROL = COLO_DIR + "/control.sock"
 # What the agent logs when the guest boots from a node's disk
@@ -316,6 +324,13 @@ class Observer(threading.Thread):
         self.violations = []
         self.fdb = []           # (time, port) of each learning of the MAC
         self.lock = threading.Lock()
+        self.held = {}          # node: re-protections held at their
+                                # switchover and let go on
+        self.held_since = {}    # node: when its migration reached
+                                # pre-switchover
+        self.unanswered = {}    # node: since when its QEMU is silent
+        self.traced = set()     # QEMU pids whose backtraces were taken
+        self.backtraces = []
         self.fdb_proc = subprocess.Popen(
             ["ip", "netns", "exec", cluster.hosts.ns["n"], "bridge",
              "monitor", "fdb"], stdout=subprocess.PIPE, text=True,
@@ -348,10 +363,11 @@ class Observer(threading.Thread):
                 conns[node.name] = qmp
             running = qmp.cmd("query-status")["running"]
             mode = qmp.cmd("query-colo-status")["mode"]
-            cps = qmp.cmd("query-migrate").get("colo", {}).get(
-                "checkpoints", 0)
+            migration = qmp.cmd("query-migrate")
+            cps = migration.get("colo", {}).get("checkpoints", 0)
             replicated = mode == "primary" and \
                 colo_qmp.replication_child(qmp) is not None
+            self._release_switchover(node.name, qmp, migration)
             return running, mode, cps, replicated
         except Exception:
             if qmp is not None:
@@ -359,11 +375,80 @@ class Observer(threading.Thread):
             conns.pop(node.name, None)
             return None
 
+    def _release_switchover(self, name, qmp, migration):
+        """A migration that waits at its switchover (check-cluster.py
+        sets pause-before-switchover on a survivor) goes on once it
+        waited HOLD_S, whichever re-protection it is: the capability
+        stays set until that migration ends. The agent must keep the
+        replication child meanwhile."""
+        if migration.get("status") != "pre-switchover":
+            self.held_since.pop(name, None)
+            return
+        now = time.monotonic()
+        since = self.held_since.setdefault(name, now)
+        if now - since < HOLD_S:
+            return
+        if colo_qmp.replication_child(qmp) is None:
+            with self.lock:
+                self.violations.append(
+                    f"{time.strftime('%T')}: {name}'s agent undid the "
+                    "re-protection while it waited at its switchover")
+        qmp.cmd("migrate-continue", state="pre-switchover")
+        self.held_since.pop(name)
+        with self.lock:
+            self.held[name] = self.held.get(name, 0) + 1
+
+    def _watch_unanswered(self, node, answered):
+        """A QEMU that runs (not stopped by the test) but has not answered
+        its observer for UNANSWERED_S: its threads' backtraces, once per
+        process, before the agent's monitor fails on it and Pacemaker
+        kills it (a test failure says where it hung)"""
+        if answered:
+            self.unanswered.pop(node.name, None)
+            return
+        now = time.monotonic()
+        since = self.unanswered.setdefault(node.name, now)
+        if now - since < UNANSWERED_S:
+            return
+        for pid in node.qemu_pids():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    stopped = f.read().rsplit(")", 1)[1].split()[0] == "T"
+            except OSError:
+                continue
+            if stopped or pid in self.traced:
+                continue
+            self.traced.add(pid)
+            threading.Thread(target=self._backtrace, daemon=True,
+                             args=(node.name, pid, now - since)).start()
+
+    def _backtrace(self, name, pid, silent):
+        try:
+            out = subprocess.run(
+                ["gdb", "-p", str(pid), "-batch", "-nx", "-ex",
+                 "thread apply all bt 12"], capture_output=True,
+                text=True, timeout=60).stdout
+        except (OSError, subprocess.TimeoutExpired) as e:
+            out = str(e)
+        frames = [ln for ln in out.splitlines()
+                  if ln.startswith(("Thread ", "#"))]
+        with self.lock:
+            self.backtraces.append(
+                f"{time.strftime('%T')}: {name}'s QEMU (pid {pid}) did not "
+                f"answer QMP for {silent:.1f} s; its threads:\n"
+                + "\n".join(frames))
+
+    def held_count(self, name):
+        with self.lock:
+            return self.held.get(name, 0)
+
     def run(self):
         conns = {}
         while not self.stopping.wait(0.1):
             state = {n.name: self._query(n, conns)
                      for n in self.cluster.nodes}
+            for n in self.cluster.nodes:
+                self._watch_unanswered(n, state[n.name] is not None)
             alone = [name for name, s in state.items()
                      if s and s[0] and s[1] == "none"]
             now = time.monotonic()

@@ -11,8 +11,9 @@ BASE_SUMS=$TOP/base.sha256
 CACHE=${COLO_FT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/colo-ft}
 SRC=${COLO_FT_SRC:-$TOP/qemu}   # git work tree: base commit + one commit per patch
 BUILD=$TOP/build           # out-of-tree build of $SRC
-# Option ROMs the +ds repack removed come from this Debian suite's
-# qemu-system-data (the closest version to the base that Debian 12 has).
+# SeaBIOS and the option ROMs the +ds repack removed come from this Debian
+# suite's seabios and qemu-system-data (the closest versions to the base
+# that Debian 12 has; see build.sh).
 QEMU_DATA_SUITE=bookworm-backports
 PATCHES=$TOP/patches
 SERIES=$PATCHES/series

@@ -27,7 +27,7 @@ fi
 
 PKGS=(build-essential dpkg-dev git make pkg-config flex bison ninja-build
       python3 python3-venv python3-setuptools libglib2.0-dev libpixman-1-dev
-      zlib1g-dev libslirp-dev libfdt-dev seabios ipxe-qemu xz-utils perl
+      zlib1g-dev libslirp-dev libfdt-dev ipxe-qemu xz-utils perl
       iproute2 gdb corosync pacemaker pacemaker-cli-utils resource-agents
       iputils-ping libfaketime libgnutls28-dev gnutls-bin)
 BPO_PKGS=(meson python3-pycotap)
