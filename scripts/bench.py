@@ -155,7 +155,10 @@ def run_one(cfg, workload, interval, args):
                 t_last, p_last = now, pages
             c = {"pause_ms": (after_p - colo.event_time(stop)) * 1000,
                  "secondary_stop_ms":
-                     (after_s - colo.event_time(sstop)) * 1000}
+                     (after_s - colo.event_time(sstop)) * 1000,
+                 # the checkpoint is on its way while the primary runs:
+                 # until the secondary resumes from it, loaded
+                 "stream_ms": (after_s - after_p) * 1000}
             st = colo_stats(p)
             for k in ("last-pause", "last-bytes", "last-pages",
                       "last-device-bytes",
@@ -224,7 +227,8 @@ def summarize(runs, configs):
     out = {}
     for r in runs:
         key = (r["workload"], r["interval_ms"], r["config"])
-        s = out.setdefault(key, {"pause": [], "sstop": [], "bytes": [],
+        s = out.setdefault(key, {"pause": [], "sstop": [], "stream": [],
+                                 "bytes": [],
                                  "bg": [], "wasted": [], "native": [],
                                  "colo": [], "errors": 0})
         if "error" in r:
@@ -232,6 +236,8 @@ def summarize(runs, configs):
         for c in r["checkpoints"]:
             s["pause"].append(c["pause_ms"])
             s["sstop"].append(c["secondary_stop_ms"])
+            if "stream_ms" in c:
+                s["stream"].append(c["stream_ms"])
             if "last-bytes" in c:
                 s["bytes"].append(c["last-bytes"])
             if "background-bytes-delta" in c:
@@ -284,7 +290,12 @@ def markdown(env, summ, configs, args):
              f"(candidate): {getattr(args, 'flush_threads', 1)}.", "",
              f"Command: `{env['command']}`", "",
              "Pause: primary STOP to RESUME, ms. Floor: median pause on the "
-             "idle guest, same build and interval. Carried: RAM and device "
+             "idle guest, same build and interval. Secondary stop: the "
+             "secondary's STOP to RESUME, ms (median). Stream: the "
+             "primary's RESUME to the secondary's, ms (median): how long "
+             "the checkpoint is still on its way, or being loaded, while "
+             "the primary runs (negative where the primary waits for the "
+             "secondary). Carried: RAM and device "
              "state sent during the pause (MiB, median; n/a on the "
              "baseline, which has no COLO statistics). Background, wasted: "
              "MiB per checkpoint sent between checkpoints, and of that what "
@@ -298,9 +309,10 @@ def markdown(env, summ, configs, args):
              "guest's rate over single checkpoint intervals under COLO, "
              "both as % of alone.", "",
              "| workload | interval | build | n | min | median | p90 | max "
-             "| x floor | secondary stop | carried | background | wasted "
-             "| progress | median vs baseline | p90 vs baseline |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| x floor | secondary stop | stream | carried | background "
+             "| wasted | progress | median vs baseline | p90 vs baseline |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+             "---|---|"]
     for wl in WORKLOADS:
         for iv in INTERVALS:
             for name in names:
@@ -308,7 +320,7 @@ def markdown(env, summ, configs, args):
                 if not s or not s["pause"]:
                     if s and s["errors"]:
                         lines.append(f"| {wl} | {iv} | {name} | failed "
-                                     "|||||||||||||")
+                                     "||||||||||||||")
                     continue
                 d = dist(s["pause"])
                 floor = summ.get(("idle", iv, name))
@@ -328,7 +340,8 @@ def markdown(env, summ, configs, args):
                 lines.append(
                     f"| {wl} | {iv} | {name} | {d['n']} | {d['min']:.1f} | "
                     f"{d['median']:.1f} | {d['p90']:.1f} | {d['max']:.1f} | "
-                    f"{fl} | {med(s['sstop'])} | {med(s['bytes'], 2**20)} | "
+                    f"{fl} | {med(s['sstop'])} | {med(s['stream'])} | "
+                    f"{med(s['bytes'], 2**20)} | "
                     f"{med(s['bg'], 2**20)} | {med(s['wasted'], 2**20)} | "
                     f"{prog} | {r_med} | {r_p90} |")
     lines += ["", f"Ratios are the build's / {base}'s (below 1: the build "

@@ -75,6 +75,12 @@ CONFIGS = {
     "series-rbr": ("candidate", {"early_resume": True,
                                  "resume_before_ram": True}),
 }
+# With TLS on every COLO link (fullstack.Stack's tls): --tls adds them
+TLS_CONFIGS = {f"{name}-tls": (build, {**kwargs, "tls": True})
+               for name, (build, kwargs) in CONFIGS.items()
+               if name.startswith("series-")}
+DEFAULT_CONFIGS = list(CONFIGS)
+CONFIGS.update(TLS_CONFIGS)
 # Where /cgi-bin/rec writes its records (guest/www/cgi-bin/rec)
 DISK_RECORDS_AT = 2048 * 4096
 URLS = {"periodic": "/cgi-bin/rec", "divergence": "/cgi-bin/time"}
@@ -451,8 +457,11 @@ def plot(runs, path):
                 continue
             label = r["config"] + ("" if r["mode"] == "periodic"
                                    else f" ({r['mode']})")
-            style = {"color": COLORS.get(r["config"], "k"),
-                     "linestyle": STYLES.get(r["mode"], "-"),
+            tls = r["config"].endswith("-tls")
+            style = {"color": COLORS.get(r["config"].removesuffix("-tls"),
+                                         "k"),
+                     # the same configuration with TLS: dotted
+                     "linestyle": ":" if tls else STYLES.get(r["mode"], "-"),
                      "linewidth": 1,
                      "label": None if label in labelled else label}
             labelled.add(label)
@@ -505,7 +514,11 @@ def main():
     ap.add_argument("--linux-dir", help="scripts/linux-guest.sh's directory")
     ap.add_argument("--report", metavar="JSON",
                     help="only write the .md and .png of an earlier run")
-    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
+                    help="of: " + ", ".join(CONFIGS))
+    ap.add_argument("--tls", action="store_true",
+                    help="with each series configuration, the same with "
+                    "TLS on every COLO link (-tls)")
     ap.add_argument("--intervals", default=",".join(map(str, INTERVALS)))
     ap.add_argument("--no-extra", dest="extra", action="store_false",
                     help="without the divergence and no-checkpoint runs")
@@ -533,6 +546,9 @@ def main():
     if not (args.baseline and args.candidate and args.linux_dir):
         ap.error("--baseline, --candidate and --linux-dir are needed")
     args.configs = args.configs.split(",")
+    if args.tls:
+        args.configs = [n for c in args.configs
+                        for n in (c, f"{c}-tls") if n in CONFIGS]
     args.intervals = [int(i) for i in args.intervals.split(",")]
     bad = set(args.configs) - set(CONFIGS)
     if bad:
