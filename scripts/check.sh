@@ -31,15 +31,16 @@ BUILD=${BUILD_DIR:-$BUILD}
 # (ordinary precopy; precopy and postcopy with a return path, which the
 # COLO patches touch; precopy through a file, whose reads go through the
 # QEMUFile buffer the series resizes; stray connections to the
-# destination's port, which the series refuses); every COLO test is added
-# automatically. Each test runs in its own process, killed after
-# TEST_TIMEOUT seconds. A path that a prefix of the series does not have
+# destination's port, which the series refuses, without and with TLS);
+# every COLO test is added automatically. Each test runs in its own
+# process, killed after TEST_TIMEOUT seconds. A path that a prefix of the series does not have
 # yet runs nothing there.
 MIGRATION_TESTS=(/x86_64/migration/precopy/tcp/plain
                  /x86_64/migration/precopy/tcp/plain/switchover-ack
                  /x86_64/migration/postcopy/plain
                  /x86_64/migration/precopy/file
-                 /x86_64/migration/precopy/tcp/stray-connections)
+                 /x86_64/migration/precopy/tcp/stray-connections
+                 /x86_64/migration/precopy/tcp/tls/psk/stray-connections)
 TEST_TIMEOUT=${TEST_TIMEOUT:-300}
 
 # Each test's time budget: three times its usual time here (and at least
