@@ -448,7 +448,12 @@ class Observer(threading.Thread):
             state = {n.name: self._query(n, conns)
                      for n in self.cluster.nodes}
             for n in self.cluster.nodes:
-                self._watch_unanswered(n, state[n.name] is not None)
+                try:
+                    self._watch_unanswered(n, state[n.name] is not None)
+                except OSError:
+                    # The node's namespace is gone (powered off, or the
+                    # test ends): nothing to trace
+                    pass
             alone = [name for name, s in state.items()
                      if s and s[0] and s[1] == "none"]
             now = time.monotonic()
