@@ -33,8 +33,8 @@ BUILD=${BUILD_DIR:-$BUILD}
 # QEMUFile buffer the series resizes; stray connections to the
 # destination's port, which the series refuses, without and with TLS);
 # every COLO test is added automatically. Each test runs in its own
-# process, killed after TEST_TIMEOUT seconds. A path that a prefix of the series does not have
-# yet runs nothing there.
+# process, killed after TEST_TIMEOUT seconds. A path that a prefix of the
+# series does not have yet runs nothing there.
 MIGRATION_TESTS=(/x86_64/migration/precopy/tcp/plain
                  /x86_64/migration/precopy/tcp/plain/switchover-ack
                  /x86_64/migration/postcopy/plain

@@ -894,12 +894,13 @@ def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,
             problems.append("no replies during COLO or after the failover")
         if cps == 0:
             problems.append("no checkpoint while the client ran")
-        if stack.resume_before_ram and (figures["fallbacks"] or
-                                        not figures["held_disk_writes"]):
+        # With block replication no checkpoint may fall back to sending
+        # its RAM in the pause. Whether the guest wrote during a stream is
+        # up to chance (2-6 writes held in most runs, none in some): the
+        # after-commit run waits for held writes, the others report them.
+        if stack.resume_before_ram and figures["fallbacks"]:
             problems.append(f"resume before RAM: {figures['fallbacks']} "
-                            "checkpoints fell back, "
-                            f"{figures['held_disk_writes']} disk writes "
-                            "held")
+                            "checkpoints fell back")
         if after_commit and not stack.cut_after_commit:
             problems.append("the secondary took over with a later "
                             "checkpoint than the one the guest wrote "
