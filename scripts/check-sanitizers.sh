@@ -70,7 +70,6 @@ export QTEST_QEMU_BINARY=$BUILD/qemu-system-x86_64
 export QTEST_QEMU_IMG=$BUILD/qemu-img
 mt=$BUILD/tests/qtest/migration-test
 
-failed=()
 # The Linux guest tests boot a kernel under TCG (15-19 s a test on the
 # normal build, several times that here): they run in make check only.
 mapfile -t tests < <("$mt" --full -l 2>/dev/null | grep -F "$filter" |
@@ -78,19 +77,11 @@ mapfile -t tests < <("$mt" --full -l 2>/dev/null | grep -F "$filter" |
                      awk -v rp="$reprotect_default" \
                          'rp == "" || !/\/reprotect\// || $0 == rp' || true)
 [ "${#tests[@]}" -gt 0 ] || die "no test matches $filter"
-for t in "${tests[@]}"; do
-    rc=0
-    start=$SECONDS
-    timeout -k 10 "$TEST_TIMEOUT" "$TOP/scripts/tcg-only.sh" "$mt" --full \
-        --tap -p "$t" >"$logs/test.out" 2>&1 || rc=$?
-    if [ "$rc" = 0 ]; then
-        echo "ok - $t ($((SECONDS - start)) s)"
-    else
-        tail -20 "$logs/test.out"
-        echo "not ok - $t (exit $rc)"
-        failed+=("$t")
-    fi
-done
+# The tests' usual times are the normal build's: allow twice the margin
+BUDGET_FACTOR=6
+. "$TOP/scripts/runner.sh"
+qtests_init "$mt"
+run_tests "${tests[@]}"
 
 # ASan warns that it does not fully support QEMU's coroutines
 # (makecontext/swapcontext), and that it ignores __asan_handle_no_return
@@ -110,10 +101,10 @@ for r in $(find "$logs" -name 'asan.*' -o -name 'ubsan.*'); do
         reports=$((reports + 1))
     fi
 done
-[ "$reports" = 0 ] || failed+=("$reports sanitizer reports")
+[ "$reports" = 0 ] || failures+=("$reports sanitizer reports")
 echo
-if [ "${#failed[@]}" -gt 0 ]; then
-    echo "check-sanitizers: FAILED: ${failed[*]}"
+if [ "${#failures[@]}" -gt 0 ]; then
+    echo "check-sanitizers: FAILED: ${failures[*]}"
     exit 1
 fi
 echo "check-sanitizers: ${#tests[@]} COLO tests passed, no sanitizer report"

@@ -43,39 +43,7 @@ MIGRATION_TESTS=(/x86_64/migration/precopy/tcp/plain
                  /x86_64/migration/precopy/tcp/tls/psk/stray-connections)
 TEST_TIMEOUT=${TEST_TIMEOUT:-300}
 
-# Each test's time budget: three times its usual time here (and at least
-# MIN_BUDGET s), so that a test that hangs fails with its hang report
-# instead of waiting for TEST_TIMEOUT. The usual times are
-# scripts/test-times ("SECONDS NAME" lines, from a make check of the
-# tip on the 2-core machine; each full make check writes its own as
-# $BUILD/test-times, to copy there when the tests change). A test
-# without an entry gets TEST_TIMEOUT.
-MIN_BUDGET=${MIN_BUDGET:-60}
-declare -A usual=()
-while read -r secs name; do
-    if [[ $secs =~ ^[0-9]+$ ]]; then usual[$name]=$secs; fi
-done < <(grep -v '^#' "$TOP/scripts/test-times" 2>/dev/null || true)
-budget() {      # name, the limit without an entry: seconds
-    local u=${usual[$1]:-} b
-    if [ -z "$u" ]; then echo "$2"; return; fi
-    b=$((3 * u))
-    [ "$b" -ge "$MIN_BUDGET" ] || b=$MIN_BUDGET
-    [ "$b" -le "$2" ] || b=$2
-    echo "$b"
-}
-took() {        # name, seconds: the time a test took, also for test-times
-    echo "# $1: $2 s"
-    [ -z "${times_file:-}" ] || echo "$2 $1" >>"$times_file"
-}
-
-passed=0 failed=0 failures=()
-result() {      # name, exit status
-    if [ "$2" = 0 ]; then
-        passed=$((passed + 1)); echo "ok - $1"
-    else
-        failed=$((failed + 1)); failures+=("$1"); echo "not ok - $1 (exit $2)"
-    fi
-}
+. "$TOP/scripts/runner.sh"
 summary() {
     echo
     if [ "$failed" = 0 ]; then
@@ -86,7 +54,6 @@ summary() {
     echo "$passed passed, $failed failed"
     [ "$failed" = 0 ]
 }
-stage() { printf '\n== %s\n' "$*"; }
 
 if [ -z "$quick" ]; then
     stage "dependencies"
@@ -126,45 +93,6 @@ else
 fi
 [ "$level" != build ] || { summary; exit; }
 
-# One migration-test path, each test once, in a process of its own; prints
-# the test's output and its time, returns its exit status.
-run_test() {
-    local t=$1 u start=$SECONDS rc=0 skip=() limit
-    # GLib's -p also runs the tests below the path (precopy/tcp/plain
-    # would run precopy/tcp/plain/switchover-ack too): skip those.
-    for u in "${all[@]}"; do
-        [[ $u == "$t"/* ]] && skip+=(-s "$u")
-    done
-    limit=$(budget "$t" "$TEST_TIMEOUT")
-    bounded "$t" "$limit" "$TOP/scripts/tcg-only.sh" "$mt" --full --tap -p "$t" "${skip[@]}" || rc=$?
-    took "$t" "$((SECONDS - start))"
-    return "$rc"
-}
-
-# NAME LIMIT COMMAND...: COMMAND, killed after LIMIT s; 20 s before (or
-# half-way, for a short limit), a hang report says where it stands
-bounded() {
-    local name=$1 limit=$2 rc=0 test_pid report_pid at
-    shift 2
-    at=$((limit - 20))
-    [ "$at" -ge $((limit / 2)) ] || at=$((limit / 2))
-    timeout -k 10 "$limit" "$@" &
-    test_pid=$!
-    bash "$TOP/scripts/hang-report.sh" "$test_pid" "$at" &
-    report_pid=$!
-    wait "$test_pid" || rc=$?
-    # The report of a test that ran into its limit is out by then
-    if [ "$rc" = 124 ]; then
-        echo "# $name: over its budget of $limit s" \
-             "(usual: ${usual[$name]:-unknown} s)"
-    else
-        kill "$report_pid" 2>/dev/null || true
-    fi
-    wait "$report_pid" 2>/dev/null || true
-    return "$rc"
-}
-
-mt=$BUILD/tests/qtest/migration-test
 times_file=
 if [ -z "$quick" ]; then
     times_file=$BUILD/test-times.new
@@ -177,7 +105,7 @@ if [ -z "$quick" ]; then
 fi
 export QTEST_QEMU_BINARY=$BUILD/qemu-system-x86_64
 export QTEST_QEMU_IMG=$BUILD/qemu-img
-mapfile -t all < <("$mt" --full -l 2>/dev/null | grep '^/' || true)
+qtests_init "$BUILD/tests/qtest/migration-test"
 mapfile -t colo < <(printf '%s\n' "${all[@]}" | grep '/migration/colo/' || true)
 
 if [ -n "$quick" ]; then
@@ -201,12 +129,8 @@ for t in "${UNIT_TESTS[@]}"; do
     result "unit/$t" "$rc"
 done
 
-stage "migration-test (TCG)"
-for t in "${MIGRATION_TESTS[@]}" "${colo[@]}"; do
-    rc=0
-    run_test "$t" || rc=$?
-    result "$t" "$rc"
-done
+stage "migration-test (TCG), $TEST_JOBS at a time"
+run_tests "${MIGRATION_TESTS[@]}" "${colo[@]}"
 
 # One end-to-end check script (scripts/NAME), bounded in time, reported
 # under LABEL: label, timeout in seconds, script, its arguments

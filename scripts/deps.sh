@@ -5,6 +5,7 @@
 #  - QEMU's build and test dependencies and the firmware the +ds repack lacks
 #  - iproute2, for the namespaces, bridges and taps of the full-stack test
 #    and demo
+#  - lld, which links QEMU faster than ld.bfd (scripts/build.sh)
 #  - gdb, for the backtraces of a test that hangs (scripts/hang-report.sh)
 #  - libfaketime, which steps a COLO primary's wall clock in the qtests
 #    pc/clock-step and pc/compare/clock-step
@@ -29,7 +30,7 @@ PKGS=(build-essential dpkg-dev git make pkg-config flex bison ninja-build
       python3 python3-venv python3-setuptools libglib2.0-dev libpixman-1-dev
       zlib1g-dev libslirp-dev libfdt-dev ipxe-qemu xz-utils perl
       iproute2 gdb corosync pacemaker pacemaker-cli-utils resource-agents
-      iputils-ping libfaketime libgnutls28-dev gnutls-bin)
+      iputils-ping libfaketime libgnutls28-dev gnutls-bin lld)
 BPO_PKGS=(meson python3-pycotap)
 if [ "${1:-}" = "--bench" ]; then
     PKGS+=(python3-matplotlib wrk)
