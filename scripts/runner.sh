@@ -2,15 +2,21 @@
 # shellcheck shell=bash
 #
 # Each test runs bounded in time, in a process of its own, TEST_JOBS at a
-# time (default: one per core; the tests wait on timers and on their peer
-# much of their time). A test's output is printed whole, in the order the
+# time (default 1). A test's output is printed whole, in the order the
 # tests were started, then its result. Set before sourcing, or default:
 #   TEST_TIMEOUT    seconds, the limit of a test without a usual time
 #   BUDGET_FACTOR   a test's limit in times its usual time (3)
 #   MIN_BUDGET      seconds, the least limit of a test (60)
 #   times_file      where the tests' times go, for scripts/test-times
 
-TEST_JOBS=${TEST_JOBS:-$(nproc)}
+# The COLO qtests wait on timers and on their peer most of their time: two
+# at a time take about half as long. But two re-protection tests side by
+# side lost a guest write once (make check in CI, 2026-12-07: the new
+# secondary's RAM check failed on a former secondary's checkpoint, with
+# background RAM and early resume; docs/timings.md). Until that is
+# understood, only check-series runs two at a time, where its smoke set
+# syncs the dirty log only with the guests stopped.
+TEST_JOBS=${TEST_JOBS:-1}
 BUDGET_FACTOR=${BUDGET_FACTOR:-3}
 MIN_BUDGET=${MIN_BUDGET:-60}
 
