@@ -24,8 +24,15 @@ the previous one's re-protection made:
                     up: the agent's monitor fails on it within its QMP
                     timeout, Pacemaker demotes it (the agent kills it) and
                     promotes the secondary
-  hang-secondary-qemu  the same for the secondary's QEMU: the primary
-                    drops it, Pacemaker restarts it as a fresh secondary
+  hang-secondary-flush  the secondary's QEMU stopped (SIGSTOP) just as
+                    the primary's checkpoint, its guest stopped and the
+                    BQL held, flushes the disk to it: the primary's main
+                    loop waits for that flush and its QMP does not
+                    answer; the agent cuts its COLO links and drops the
+                    secondary, Pacemaker restarts the secondary as a
+                    fresh one (--losses hang-secondary-qemu: the
+                    secondary's QEMU stopped at any moment, which ends
+                    the same way and, rarely, in this one)
   kill-primary      once more, after the re-protection of the last one
 After each: the lost node returns (or the link is back, or Pacemaker
 restarts the instance whose QEMU hung), and the cluster re-protects the
@@ -104,6 +111,42 @@ def hang_qemu(c, p, s):
     return p
 
 
+GDB_HOLD_AT_FLUSH = """set pagination off
+set confirm off
+break nbd_client_co_flush if current_run_state != RUN_STATE_RUNNING
+commands
+silent
+shell kill -STOP {pids}
+detach
+quit
+end
+continue
+"""
+
+
+def hang_in_flush(c, s, p):
+    """The secondary's QEMU stops at the worst moment for its primary:
+    gdb holds the primary's QEMU at its NBD client's flush while its
+    guest is stopped (a checkpoint's vm_stop(), the BQL held), stops the
+    secondary, and lets the primary go on into a flush that no one will
+    answer"""
+    pids = " ".join(map(str, s.qemu_pids()))
+    script = os.path.join(c.workdir, "hold-at-flush.gdb")
+    with open(script, "w") as f:
+        f.write(GDB_HOLD_AT_FLUSH.format(pids=pids))
+    # gdb reads QEMU's symbols before it attaches: the primary stops only
+    # at the breakpoint
+    r = subprocess.run(["gdb", "-batch", "-nx", "-x", script, c.qemu,
+                        str(p.qemu_pids()[0])], capture_output=True,
+                       text=True, timeout=120)
+    stopped = all(open(f"/proc/{pid}/stat").read().split(") ")[1][0] == "T"
+                  for pid in s.qemu_pids())
+    if r.returncode != 0 or not stopped:
+        raise Failed(f"gdb did not stop the secondary in the primary's "
+                     f"flush: {r.stdout[-500:]} {r.stderr[-500:]}")
+    return s
+
+
 # name: (whom it hits, how, who serves after it, how it is undone)
 SCENARIOS = {
     "kill-primary": ("primary", kill, "secondary", "power-on"),
@@ -113,10 +156,12 @@ SCENARIOS = {
     "cut-primary-lan": ("primary", "lan0", "secondary", "link-up"),
     "hang-primary-qemu": ("primary", hang_qemu, "secondary", "recovered"),
     "hang-secondary-qemu": ("secondary", hang_qemu, "primary", "recovered"),
+    "hang-secondary-flush": ("secondary", hang_in_flush, "primary",
+                             "recovered"),
 }
 SEQUENCE = ["kill-primary", "kill-secondary", "hang-primary",
             "cut-colo-link", "cut-primary-lan", "hang-primary-qemu",
-            "hang-secondary-qemu", "kill-primary"]
+            "hang-secondary-flush", "kill-primary"]
 
 
 def hold_switchover(node):
