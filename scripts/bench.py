@@ -31,6 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import colo  # noqa: E402
+from figures import dist, median_cell, percentile  # noqa: E402
 
 TOP = colo.TOP
 PROGRESS_ADDR = 0x6000
@@ -47,19 +48,6 @@ WORKLOADS = {
     # the sweep, plus 1 MiB (256 pages) rewritten after every page
     "mixed": dict(sweep_delay=None, mem=512, hot_pages=256),
 }
-
-
-def percentile(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
-
-
-def dist(values):
-    if not values:
-        return None
-    return {"n": len(values), "min": min(values),
-            "median": statistics.median(values),
-            "p90": percentile(values, 90), "max": max(values)}
 
 
 def progress(vm):
@@ -253,8 +241,9 @@ def summarize(runs, configs):
     return out
 
 
-def med(v, scale=1.0, fmt="{:.1f}"):
-    return fmt.format(statistics.median(v) / scale) if v else "n/a"
+def med(values, scale=1.0):
+    """A median cell: n/a where the build has no such figure"""
+    return median_cell(values, scale, empty="n/a")
 
 
 def progress_cell(s):

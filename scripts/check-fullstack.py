@@ -32,6 +32,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fullstack  # noqa: E402
+from figures import percentile  # noqa: E402
 
 # (machine, NIC, how the primary resumes: "plain" after the secondary
 # loaded, "early-resume" once it has the checkpoint, "resume-before-ram"
@@ -145,7 +146,7 @@ def main():
             print(f"ok {name(c)}: {fullstack.describe(f)} "
                   f"({time.monotonic() - start:.0f} s)", flush=True)
             f["rtt_median_ms"] = statistics.median(f["rtt_ms"])
-            f["rtt_p99_ms"] = fullstack.percentile(f["rtt_ms"], 99)
+            f["rtt_p99_ms"] = percentile(f["rtt_ms"], 99)
             f["rtt_max_ms"] = max(f["rtt_ms"])
             del f["rtt_ms"]
             results.append({"config": name(c), **f})

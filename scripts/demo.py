@@ -23,11 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import colo  # noqa: E402
-
-
-def percentile(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+from figures import percentile  # noqa: E402
 
 
 def summary(name, values, unit="ms"):

@@ -35,6 +35,7 @@ import time
 
 import colo
 import colo_qmp
+from figures import percentile
 import tls_certs
 from tls_certs import ROGUES, tls_refused
 
@@ -811,11 +812,6 @@ class Stack:
             print(f"kept {self.workdir}")
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def percentile(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
 def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,

@@ -59,6 +59,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import colo  # noqa: E402
 import fullstack  # noqa: E402
+import figures  # noqa: E402
+from figures import median_cell as med  # noqa: E402
 
 TOP = colo.TOP
 INTERVALS = (200, 1000, 3000)
@@ -87,13 +89,7 @@ URLS = {"periodic": "/cgi-bin/rec", "divergence": "/cgi-bin/time"}
 
 
 def dist(values):
-    """min/median/p90/p99/max of VALUES, or None"""
-    if not values:
-        return None
-    p = fullstack.percentile
-    return {"n": len(values), "min": min(values),
-            "median": statistics.median(values), "p90": p(values, 90),
-            "p99": p(values, 99), "max": max(values)}
+    return figures.dist(values, (90, 99))
 
 
 def pauses(vm, start, end):
@@ -301,11 +297,6 @@ def fmt(d, key="median"):
     return "-" if not d else f"{d[key]:.1f}"
 
 
-def med(values, fmt_="{:.1f}"):
-    values = [v for v in values if v is not None]
-    return fmt_.format(statistics.median(values)) if values else "-"
-
-
 def groups(runs):
     """The runs by (configuration, interval, mode), in the order they ran"""
     out = {}
@@ -344,9 +335,9 @@ def summary_table(runs):
             f"{sum(x['errors'] for x in ss)} | {m('client', 'median')} | "
             f"{m('client', 'p99')} | "
             f"{max((x['client'] or {}).get('max', 0) for x in ss):.1f} | "
-            f"{med(added, '{:+.1f}')} | {m('client_pause_mean')} | "
+            f"{med(added, fmt='{:+.1f}')} | {m('client_pause_mean')} | "
             f"{m('compared', 'median')}/{m('compared', 'p90')} "
-            f"({med([(x['flushed'] or {}).get('n', 0) for x in ss], '{:.0f}')}) | "
+            f"({med([(x['flushed'] or {}).get('n', 0) for x in ss], fmt='{:.0f}')}) | "
             f"{m('cps')} | {m('pause', 'median')} "
             f"({m('secondary_pause', 'median')}) | "
             f"{m('disk_p50_us')}/{m('disk_p99_us')} | {m('disk_mb_s')} |")
