@@ -43,7 +43,6 @@ MIGRATION_TESTS=(/x86_64/migration/precopy/tcp/plain
                  /x86_64/migration/precopy/tcp/tls/psk/stray-connections)
 TEST_TIMEOUT=${TEST_TIMEOUT:-300}
 
-jobs_asked=${TEST_JOBS:-}
 . "$TOP/scripts/runner.sh"
 summary() {
     echo
@@ -121,9 +120,6 @@ if [ -n "$quick" ]; then
     mapfile -t colo < <(printf '%s\n' "${colo[@]}" | grep -E "$smoke" || true)
     MIGRATION_TESTS=("${MIGRATION_TESTS[0]}")
     [ "$level" != colo ] || MIGRATION_TESTS=()
-    # The smoke set is plain COLO (no background RAM, no early resume):
-    # two at a time (see runner.sh)
-    [ "$level" = all ] || TEST_JOBS=${jobs_asked:-2}
 fi
 
 stage "migration unit tests"
