@@ -47,17 +47,28 @@ else
     set_config
 fi
 
+# The patches in one 'git am' per stretch between markers: one per patch
+# took three times as long (22 s against 7 s for 89 patches)
+apply() {       # patch files...
+    [ $# -eq 0 ] || qgit am -q --keep-cr "$@" ||
+        die "patches/ does not apply (git am names the patch); the work tree is left in 'git am' state in $SRC"
+}
+
 qgit checkout -q -B "$BRANCH" "$BASE_TAG"
 qgit tag -d baseline >/dev/null 2>&1 || true
-n=0
+n=0 batch=()
 while read -r line; do
     case "$line" in
-    '#'*baseline*) qgit tag -f baseline HEAD >/dev/null; continue ;;
+    '#'*baseline*)
+        apply "${batch[@]}"
+        batch=()
+        qgit tag -f baseline HEAD >/dev/null
+        continue ;;
     ''|'#'*) continue ;;
     esac
-    qgit am -q --keep-cr "$PATCHES/$line" ||
-        die "patch $line does not apply; the work tree is left in 'git am' state in $SRC"
+    batch+=("$PATCHES/$line")
     n=$((n + 1))
 done < <([ -f "$SERIES" ] && cat "$SERIES")
+apply "${batch[@]}"
 qgit update-ref "$SYNCED" HEAD
 say "$SRC: $BRANCH = $BASE_TAG + $n patches"
