@@ -757,6 +757,12 @@ class Stack:
             survivor.cmd("nbd-server-stop")
         survivor.cmd("x-colo-lost-heartbeat")
         survivor.wait_event("COLO_EXIT", 30)
+        if survivor is self.secondary:
+            # The LAN still sends the guest's frames to the lost host
+            # until the guest sends one; one that has nothing to send
+            # (its client's next request went to the lost primary alone)
+            # would never get the client's retransmissions
+            colo_qmp.announce(survivor)
         if mid_stream:
             self.cut_mid_stream = self._colo(survivor)["checkpoints"] == done
         if after_commit:
