@@ -139,8 +139,7 @@ def hang_in_flush(c, s, p):
     r = subprocess.run(["gdb", "-batch", "-nx", "-x", script, c.qemu,
                         str(p.qemu_pids()[0])], capture_output=True,
                        text=True, timeout=120)
-    stopped = all(open(f"/proc/{pid}/stat").read().split(") ")[1][0] == "T"
-                  for pid in s.qemu_pids())
+    stopped = all(cluster.process_stopped(pid) for pid in s.qemu_pids())
     if r.returncode != 0 or not stopped:
         raise Failed(f"gdb did not stop the secondary in the primary's "
                      f"flush: {r.stdout[-500:]} {r.stderr[-500:]}")

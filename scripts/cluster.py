@@ -102,6 +102,15 @@ def netns_inode(ns):
     return os.stat(f"/run/netns/{ns}").st_ino
 
 
+def process_stopped(pid):
+    """Whether process PID is stopped (SIGSTOP), or None when it is gone"""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "T"
+    except OSError:
+        return None
+
+
 class Node:
     """One cluster node: its namespace, its private directories, and the
     commands to power it on and to run a command inside it"""
@@ -411,12 +420,8 @@ class Observer(threading.Thread):
         if now - since < UNANSWERED_S:
             return
         for pid in node.qemu_pids():
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    stopped = f.read().rsplit(")", 1)[1].split()[0] == "T"
-            except OSError:
-                continue
-            if stopped or pid in self.traced:
+            stopped = process_stopped(pid)
+            if stopped is None or stopped or pid in self.traced:
                 continue
             self.traced.add(pid)
             threading.Thread(target=self._backtrace, daemon=True,
