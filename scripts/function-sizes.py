@@ -6,10 +6,8 @@ that the series adds or grows (longer at the tip than in the base), from
 its first line to its closing brace. QEMU's style puts a function's
 opening brace alone in column 0, which is what this relies on.
 
-Prints one line per function over MAX. Exits 1 if one of them is not in
-KNOWN: those are over MAX already and wait for their split (issue 25);
-the list only ever shrinks, and a function in it that got longer fails
-too. make check runs it on the work tree.
+Prints one line per function over MAX, and exits 1 if there is one.
+make check runs it on the work tree.
 """
 
 import argparse
@@ -23,14 +21,6 @@ TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GROWN_FILES = ("migration/ram.c", "migration/savevm.c", "system/physmem.c",
                "migration/migration.c", "block/replication.c",
                "net/colo-compare.c", "net/filter-rewriter.c")
-# function: its size when it was listed; it may shrink, not grow
-KNOWN = {
-    "ram_load_precopy": 169,
-    "ram_save_complete": 88,
-    "physical_memory_sync_dirty_bitmap": 84,
-    "handle_primary_tcp_pkt": 107,
-    "handle_secondary_tcp_pkt": 81,
-}
 NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(")
 
 
@@ -72,7 +62,7 @@ def main():
     args = ap.parse_args()
     colo = sorted(os.path.relpath(p, args.src) for p in
                   glob.glob(os.path.join(args.src, "migration/colo*.c")))
-    over, bad = [], []
+    over = []
     for path in colo + list(GROWN_FILES):
         with open(os.path.join(args.src, path)) as f:
             tip = functions(f.read())
@@ -83,17 +73,11 @@ def main():
                                     path not in colo):
                 continue
             how = "new" if was is None else f"{was} at base"
-            known = KNOWN.get(name)
-            ok = known is not None and size <= known
-            over.append(f"{path}:{line}: {name}: {size} lines ({how})"
-                        f"{', listed, to split' if ok else ''}")
-            if not ok:
-                bad.append(name)
+            over.append(f"{path}:{line}: {name}: {size} lines ({how})")
     for line in over:
         print(line)
-    print(f"function-sizes: {len(over)} over {args.max} lines, "
-          f"{len(bad)} not listed")
-    return 1 if bad else 0
+    print(f"function-sizes: {len(over)} over {args.max} lines")
+    return 1 if over else 0
 
 
 if __name__ == "__main__":
