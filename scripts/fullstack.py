@@ -23,6 +23,7 @@ on the secondary, quorum + replication over NBD for the disk.
 
 import ctypes
 import datetime
+import json
 import os
 import shutil
 import signal
@@ -218,7 +219,9 @@ class Client(threading.Thread):
         self.hosts, self.interval, self.timeout = hosts, interval, timeout
         self.outgoing_every = outgoing_every
         self.sent = []          # (n, time sent, time replied)
+        self.pending = None     # (n, time sent) of the request in flight
         self.error = None
+        self.tcp_state = None   # the socket's, from ss, once it failed
         self.stopping = threading.Event()
         self.connected = threading.Event()
         self.sock = None
@@ -258,6 +261,7 @@ class Client(threading.Thread):
                 t = time.monotonic()
                 op = "o" if self.outgoing_every and \
                     n % self.outgoing_every == 0 else "w"
+                self.pending = (n, t)
                 reply = self.request(f"{op} {n}")
                 if reply != f"ok {n}":
                     raise RuntimeError(f"request {n}: reply {reply!r}")
@@ -265,8 +269,29 @@ class Client(threading.Thread):
                 time.sleep(max(0.0, t + self.interval - time.monotonic()))
         except Exception as e:      # reported by finish()
             self.error = f"{type(e).__name__}: {e}"
+            self.tcp_state = self._socket_state()
         finally:
             self.connected.set()
+
+    def _socket_state(self):
+        """What the kernel says of the connection (retransmissions, RTO,
+        bytes sent, acknowledged and received), run from this thread, in
+        the client's namespace"""
+        try:
+            return " ".join(subprocess.run(
+                ["ss", "-t", "-i", "-n", "-H", "dst", GUEST_IP],
+                capture_output=True, text=True, timeout=5).stdout.split())
+        except (OSError, subprocess.SubprocessError) as e:
+            return f"ss: {e}"
+
+    def stall(self, since):
+        """Which request got no reply, sent how long after SINCE (a
+        time.monotonic()), and the socket's state then"""
+        if not self.pending:
+            return "no request sent"
+        n, t = self.pending
+        return (f"request {n} sent {t - since:+.2f} s from the loss; "
+                f"the socket: {self.tcp_state}")
 
     def finish(self):
         """Stop, then have the guest check every record it acknowledged.
@@ -778,6 +803,53 @@ class Stack:
     # seen the peer go: that many such lines per QEMU are the loss itself
     SEND_FAILURES_AT_LOSS = 2
 
+    def _link_packets(self, host, dev):
+        """(received, sent) packets of DEV in HOST's namespace"""
+        out = subprocess.run(["ip", "-n", self.hosts.ns[host], "-s", "-j",
+                              "link", "show", dev], capture_output=True,
+                             text=True).stdout
+        try:
+            stats = json.loads(out)[0]["stats64"]
+            return stats["rx"]["packets"], stats["tx"]["packets"]
+        except (ValueError, LookupError):
+            return None
+
+    def _disk_ops(self, vm):
+        """The guest disk's (writes, flushes) done, as QEMU counts them"""
+        for dev in vm.cmd("query-blockstats"):
+            if dev.get("device") == "colo-disk0":
+                return (dev["stats"]["wr_operations"],
+                        dev["stats"]["flush_operations"])
+        return None
+
+    def stall_report(self):
+        """What a client's stall looks like from outside the guest, twice,
+        2 s apart: where the LAN switch sends the guest's frames, the
+        packets the guest sent (its tap's received) and got, the client's
+        packets, the guest disk's operations, the block jobs"""
+        fdb = subprocess.run(
+            ["bridge", "-n", self.hosts.ns["n"], "fdb", "show", "br", "lan"],
+            capture_output=True, text=True).stdout.splitlines()
+        port = [line.split()[2] for line in fdb
+                if line.startswith(GUEST_MAC)]
+        report = [f"the LAN sends the guest's MAC to {port or 'nobody'}"]
+        for sample in (1, 2):
+            if sample == 2:
+                time.sleep(2)
+            for vm in self.vms:
+                if not vm.alive() or vm is self.lost:
+                    continue
+                host = "p" if vm is self.primary else "s"
+                report.append(
+                    f"{vm.name} {vm.cmd('query-status')['status']}, COLO "
+                    f"{vm.cmd('query-colo-status')['mode']}, tap (from, to "
+                    f"the guest) {self._link_packets(host, 'tap0')}, disk "
+                    f"(writes, flushes) {self._disk_ops(vm)}, jobs "
+                    f"{[j['id'] for j in vm.cmd('query-block-jobs')]}")
+            report.append(f"client (received, sent) "
+                          f"{self._link_packets('c', 'lan0')}")
+        return "; ".join(report)
+
     def log_problems(self):
         """Errors in the QEMUs' own output (a filter that cannot send: a
         survivor's filter-mirror that still sends to the lost secondary,
@@ -867,7 +939,15 @@ def run_scenario(qemu, linux_dir, kill, colo_seconds=8, after_seconds=4,
             survivor = stack.fail_over("primary")
             t_kill, t_failed = stack.lost_at, time.monotonic()
             time.sleep(after_seconds)
-        check = client.finish()
+        try:
+            check = client.finish()
+        except RuntimeError as e:
+            try:
+                report = stack.stall_report()
+            except Exception as r:      # the stall matters more
+                report = f"no stall report: {type(r).__name__}: {r}"
+            raise AssertionError(f"{e}; {client.stall(t_kill)}; "
+                                 f"{report}") from e
         acked = len(client.sent)
         figures = {
             "kill": kill, "hang": hang, "reprotect_s": t_reprotect,
