@@ -845,11 +845,10 @@ class Stack:
             for vm in self.vms:
                 if not vm.alive() or vm is self.lost:
                     continue
-                host = "p" if vm is self.primary else "s"
                 report.append(
                     f"{vm.name} {vm.cmd('query-status')['status']}, COLO "
                     f"{vm.cmd('query-colo-status')['mode']}, tap (from, to "
-                    f"the guest) {self._link_packets(host, 'tap0')}, disk "
+                    f"the guest) {self._link_packets(vm.host, 'tap0')}, disk "
                     f"(writes, flushes) {self._disk_ops(vm)}, jobs "
                     f"{[j['id'] for j in vm.cmd('query-block-jobs')]}")
             report.append(f"client (received, sent) "
